@@ -1,0 +1,2 @@
+select item_id, category_id, price
+from {{ source('raw', 'items') }}

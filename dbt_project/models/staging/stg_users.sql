@@ -1,0 +1,2 @@
+select user_id, gender, age, geo
+from {{ source('raw', 'users') }}

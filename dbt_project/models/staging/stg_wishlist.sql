@@ -1,0 +1,2 @@
+select event_date, user_id, item_id, ts
+from {{ source('raw', 'wishlist') }}

@@ -1,0 +1,12 @@
+"""The code location: every layer's assets, checks, jobs and resources, assembled once."""
+
+import dagster as dg
+
+from recsys_assets.features.assets import feature_assets
+from recsys_assets.ingest.assets import ingest_assets
+from resources import default_resources
+
+defs = dg.Definitions(
+    assets=[*ingest_assets, *feature_assets],
+    resources=default_resources(),
+)

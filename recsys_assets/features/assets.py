@@ -1,0 +1,62 @@
+"""Features layer: the dbt project (dbt_project/) as assets.
+
+Daily models (tag ``daily``: fct_purchases) are partitioned like the events they read and
+incremental in dbt; a backfill of many days is one dbt run over the whole range. The other
+models are rebuilt from them as one unpartitioned step.
+"""
+
+
+import json
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from partitions import daily_partitions
+from resources.dbt import dbt_project
+from resources.warehouse import WAREHOUSE_POOL
+
+
+class RecsysDbtTranslator(DagsterDbtTranslator):
+    """Keys models by schema (features/user_features) and sources by source name (raw/purchases)."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        schema = dbt_resource_props["config"].get("schema") or "main"
+        return dg.AssetKey([schema, dbt_resource_props["name"]])
+
+
+translator = RecsysDbtTranslator()
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    select="tag:daily",
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    dagster_dbt_translator=translator,
+    pool=WAREHOUSE_POOL,
+    name="dbt_daily_models",
+)
+def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    window = context.partition_time_window
+    days = {"min_date": window.start.date().isoformat(), "max_date": (window.end - timedelta(days=1)).date().isoformat()}
+    context.log.info(f"dbt build for days {days['min_date']} .. {days['max_date']}")
+    yield from dbt.cli(["build", "--vars", json.dumps(days)], context=context).stream()
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    exclude="tag:daily",
+    dagster_dbt_translator=translator,
+    pool=WAREHOUSE_POOL,
+    name="dbt_feature_models",
+)
+def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+feature_assets = [dbt_daily_models, dbt_feature_models]

@@ -1,0 +1,16 @@
+"""Dagster resources: warehouse, landing zone, dbt (and, as layers arrive, artifacts and GPU jobs)."""
+
+from resources import settings
+from resources.dbt import dbt_resource
+from resources.landing import LandingZone
+from resources.warehouse import warehouse_resource
+
+
+def default_resources() -> dict:
+    """Resources for the embedded default, resolved from RECSYS_HOME / RECSYS_LANDING_DIR now."""
+    warehouse = warehouse_resource()
+    return {
+        "warehouse": warehouse,
+        "landing": LandingZone(path=str(settings.landing_dir())),
+        "dbt": dbt_resource(warehouse.database),
+    }

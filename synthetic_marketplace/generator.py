@@ -1,0 +1,336 @@
+"""A synthetic marketplace with structure a recommender can be measured against.
+
+Planted structure (written to ``_truth/`` beside the landing tables so tests and benchmarks
+can check that the platform recovers it; the platform itself never reads ``_truth/``):
+
+- **Tastes.** Every user follows a *persona*: a few favourite categories and a preferred
+  price level. Persona choice depends mildly on gender and age, so demographics carry
+  signal for cold-start users.
+- **Drift.** Every user drifts linearly from a first persona to a second one over the
+  period, so recent purchases predict the next ones better than old ones.
+- **Co-purchase groups.** Items come in small groups inside a category (phone, case,
+  charger); a purchase pulls in other members of its group with some probability.
+- **Popularity skew.** Within a category, item popularity is Zipf-distributed.
+- **Wishlist and cart funnels.** Many purchases are wishlisted days before and put in the
+  cart hours before; some carts and wishlists are abandoned (so current carts exist).
+
+Ids are opaque 7-9 digit integers drawn at random: not dense and not in order of
+appearance, like real marketplace ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class MarketplaceSpec:
+    users: int = 3_000
+    items: int = 2_000
+    days: int = 180
+    end_date: date = date.today() - timedelta(days=1)
+    seed: int = 42
+    categories: int = 24
+    personas: int = 12
+    price_levels: int = 5
+    purchases_per_user: float = 24.0
+    group_size: tuple[int, int] = (2, 5)
+    bundle_probability: float = 0.35
+    wishlist_before_purchase: float = 0.3
+    cart_before_purchase: float = 0.5
+    abandoned_cart_rate: float = 0.25
+    file_format: str = "parquet"
+
+    @property
+    def start_date(self) -> date:
+        return self.end_date - timedelta(days=self.days - 1)
+
+
+@dataclass
+class Marketplace:
+    users: pd.DataFrame
+    items: pd.DataFrame
+    purchases: pd.DataFrame
+    wishlist: pd.DataFrame
+    cart: pd.DataFrame
+    truth_users: pd.DataFrame
+    truth_items: pd.DataFrame
+
+
+def opaque_ids(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n distinct random ids of 7 to 9 digits, in random order."""
+    digits = rng.integers(7, 10, size=n)
+    low, high = 10 ** (digits - 1), 10**digits
+    ids = np.unique(low + (rng.random(n) * (high - low)).astype(np.int64))
+    while len(ids) < n:  # collisions are rare; top up until n distinct ids
+        extra = rng.integers(1_000_000, 1_000_000_000, size=n - len(ids))
+        ids = np.unique(np.concatenate([ids, extra]))
+    return rng.permutation(ids[:n]).astype(np.int64)
+
+
+def generate(spec: MarketplaceSpec) -> Marketplace:
+    rng = np.random.default_rng(spec.seed)
+    items, item_group, item_members = _items(rng, spec)
+    personas = _personas(rng, spec)
+    users, persona_a, persona_b, activity = _users(rng, spec, personas)
+    purchases = _purchases(rng, spec, items, item_group, item_members, personas, persona_a, persona_b, activity)
+    wishlist, cart = _funnel_events(rng, spec, items, personas, persona_b, purchases)
+
+    user_ids = users["user_id"].to_numpy()
+    item_ids = items["item_id"].to_numpy()
+    purchases = _with_ids(purchases, user_ids, item_ids)
+    purchases["price"] = np.round(items["price"].to_numpy()[purchases.pop("item")] * rng.uniform(0.9, 1.05, len(purchases)), 2)
+    purchases["quantity"] = np.where(rng.random(len(purchases)) < 0.92, 1, rng.integers(2, 4, len(purchases))).astype(np.int32)
+    wishlist = _with_ids(wishlist, user_ids, item_ids).drop(columns="item")
+    cart = _with_ids(cart, user_ids, item_ids).drop(columns="item")
+
+    truth_users = pd.DataFrame({"user_id": user_ids, "persona_start": persona_a, "persona_end": persona_b})
+    truth_items = pd.DataFrame(
+        {
+            "item_id": item_ids,
+            "group_id": item_group,
+            "category_index": items["category_index"].to_numpy(),
+            "price_level": items["price_level"].to_numpy(),
+        }
+    )
+    return Marketplace(
+        users=users,
+        items=items.drop(columns=["category_index", "price_level"]),
+        purchases=purchases[["user_id", "item_id", "seconds", "price", "quantity"]],
+        wishlist=wishlist,
+        cart=cart,
+        truth_users=truth_users,
+        truth_items=truth_items,
+    )
+
+
+def _items(rng: np.random.Generator, spec: MarketplaceSpec):
+    n = spec.items
+    category_ids = opaque_ids(rng, spec.categories) % 100_000  # short opaque category codes
+    category_index = rng.integers(0, spec.categories, size=n)
+    price_level = rng.integers(0, spec.price_levels, size=n)
+    category_base = rng.uniform(5, 80, size=spec.categories)
+    price = np.round(category_base[category_index] * (2.0 ** price_level) * rng.lognormal(0, 0.15, n), 2)
+
+    # Co-purchase groups: consecutive runs of items inside each category.
+    order = np.lexsort((rng.random(n), category_index))
+    item_group = np.empty(n, dtype=np.int64)
+    group, position = 0, 0
+    while position < n:
+        size = int(rng.integers(spec.group_size[0], spec.group_size[1] + 1))
+        run = order[position : position + size]
+        same_category = category_index[run] == category_index[run[0]]
+        run = run[same_category]
+        item_group[run] = group
+        group += 1
+        position += len(run)
+    members = pd.Series(np.arange(n)).groupby(item_group).apply(np.array)
+
+    items = pd.DataFrame(
+        {
+            "item_id": opaque_ids(rng, n),
+            "category_id": category_ids[category_index],
+            "price": price,
+            "category_index": category_index,
+            "price_level": price_level,
+        }
+    )
+    return items, item_group, members
+
+
+def _personas(rng: np.random.Generator, spec: MarketplaceSpec) -> dict[str, np.ndarray]:
+    """Each persona: 3 favourite categories with weights, and a preferred price level."""
+    categories = np.stack([rng.choice(spec.categories, size=3, replace=False) for _ in range(spec.personas)])
+    weights = np.sort(rng.dirichlet([4.0, 2.0, 1.0], size=spec.personas), axis=1)[:, ::-1]
+    return {
+        "categories": categories,
+        "weights": weights,
+        "price_level": rng.integers(0, spec.price_levels, size=spec.personas),
+        # Demographic affinity: which gender and age band leans to each persona.
+        "gender": rng.integers(0, 2, size=spec.personas),
+        "age_center": rng.uniform(22, 65, size=spec.personas),
+    }
+
+
+def _users(rng: np.random.Generator, spec: MarketplaceSpec, personas):
+    """Users with demographics, a start and an end persona, and an activity level."""
+    n = spec.users
+    gender = rng.integers(0, 2, size=n)
+    age = np.clip(rng.normal(38, 12, size=n), 16, 85).astype(int)
+    # Persona probability rises for matching gender and nearby age.
+    affinity = (
+        1.0
+        + 1.5 * (gender[:, None] == personas["gender"][None, :])
+        + 2.0 * np.exp(-(((age[:, None] - personas["age_center"][None, :]) / 10.0) ** 2))
+    )
+    probabilities = affinity / affinity.sum(axis=1, keepdims=True)
+    persona_a = _sample_rows(rng, probabilities)
+    # Half the users keep their persona; the rest drift to another one.
+    persona_b = np.where(rng.random(n) < 0.5, persona_a, _sample_rows(rng, probabilities))
+    activity = rng.lognormal(0.0, 0.6, size=n)
+    activity *= spec.purchases_per_user / activity.mean()
+
+    geo_codes = opaque_ids(rng, 60) % 1000
+    # A few users did not fill in their profile: attributes are nullable in the contract.
+    users = pd.DataFrame(
+        {
+            "user_id": opaque_ids(rng, n),
+            "gender": pd.Series(gender, dtype="Int64").where(rng.random(n) >= 0.03),
+            "age": pd.Series(age, dtype="Int64").where(rng.random(n) >= 0.05),
+            "geo": pd.array(geo_codes[rng.zipf(1.6, size=n) % len(geo_codes)], dtype="Int64"),
+        }
+    )
+    return users, persona_a, persona_b, activity
+
+
+def _sample_rows(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
+    """One categorical draw per row of a probability matrix."""
+    cumulative = probabilities.cumsum(axis=1)
+    draws = rng.random(len(probabilities))[:, None]
+    return np.minimum((draws > cumulative).sum(axis=1), probabilities.shape[1] - 1)
+
+
+def _item_choice_tables(spec: MarketplaceSpec, items: pd.DataFrame):
+    """For every (category, price level): candidate items and their choice probabilities."""
+    zipf_rank = items.groupby("category_index").cumcount().to_numpy() + 1
+    popularity = 1.0 / zipf_rank**1.1
+    tables = {}
+    for category, frame in items.groupby("category_index"):
+        index = frame.index.to_numpy()
+        for level in range(spec.price_levels):
+            affinity = np.exp(-1.2 * np.abs(frame["price_level"].to_numpy() - level))
+            weights = popularity[index] * affinity
+            tables[(category, level)] = (index, weights / weights.sum())
+    return tables
+
+
+def _sample_items(rng, spec, items, categories: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    tables = _item_choice_tables(spec, items)
+    chosen = np.empty(len(categories), dtype=np.int64)
+    keys = categories * spec.price_levels + levels
+    for key in np.unique(keys):
+        rows = np.flatnonzero(keys == key)
+        index, probabilities = tables[(key // spec.price_levels, key % spec.price_levels)]
+        chosen[rows] = rng.choice(index, size=len(rows), p=probabilities)
+    return chosen
+
+
+def _sessions(rng, spec, personas, persona_a, persona_b, per_user_rate):
+    """Shopping sessions: (user, second since start, category, price level)."""
+    counts = rng.poisson(per_user_rate)
+    user = np.repeat(np.arange(spec.users), counts)
+    seconds = rng.random(len(user)) * spec.days * SECONDS_PER_DAY
+    drift = seconds / (spec.days * SECONDS_PER_DAY)
+    persona = np.where(rng.random(len(user)) < drift, persona_b[user], persona_a[user])
+    slot = _sample_rows(rng, personas["weights"][persona])
+    category = personas["categories"][persona, slot]
+    # Price level: the persona's level, nudged by one step now and then.
+    level = np.clip(personas["price_level"][persona] + rng.choice([-1, 0, 0, 0, 1], size=len(user)), 0, spec.price_levels - 1)
+    return user, seconds, category, level
+
+
+def _purchases(rng, spec, items, item_group, item_members, personas, persona_a, persona_b, activity) -> pd.DataFrame:
+    expected_sessions = activity / (1 + spec.bundle_probability * 1.5)
+    user, seconds, category, level = _sessions(rng, spec, personas, persona_a, persona_b, expected_sessions)
+    item = _sample_items(rng, spec, items, category, level)
+
+    # Bundles: some purchases pull in a group mate within a few hours.
+    bundled = np.flatnonzero(rng.random(len(item)) < spec.bundle_probability)
+    group_sizes = np.array([len(item_members[g]) for g in item_group[item[bundled]]])
+    has_mate = group_sizes > 1
+    bundled, group_sizes = bundled[has_mate], group_sizes[has_mate]
+    mates = np.array(
+        [item_members[item_group[item[b]]][k] for b, k in zip(bundled, (rng.random(len(bundled)) * group_sizes).astype(int))],
+        dtype=np.int64,
+    )
+    keep = mates != item[bundled]
+    extra = pd.DataFrame(
+        {
+            "user": user[bundled][keep],
+            "item": mates[keep],
+            "seconds": np.minimum(seconds[bundled][keep] + rng.uniform(60, 6 * 3600, keep.sum()), spec.days * SECONDS_PER_DAY - 1),
+        }
+    )
+    purchases = pd.concat([pd.DataFrame({"user": user, "item": item, "seconds": seconds}), extra], ignore_index=True)
+    return purchases.sort_values("seconds", kind="stable").reset_index(drop=True)
+
+
+def _funnel_events(rng, spec, items, personas, persona_b, purchases: pd.DataFrame):
+    """Wishlist and cart events: the ones leading to purchases, plus abandoned ones."""
+    n = len(purchases)
+    wished = rng.random(n) < spec.wishlist_before_purchase
+    carted = rng.random(n) < spec.cart_before_purchase
+    wishlist = pd.DataFrame(
+        {
+            "user": purchases["user"][wished],
+            "item": purchases["item"][wished],
+            "seconds": purchases["seconds"][wished] - rng.uniform(1, 20, wished.sum()) * SECONDS_PER_DAY,
+        }
+    )
+    cart = pd.DataFrame(
+        {
+            "user": purchases["user"][carted],
+            "item": purchases["item"][carted],
+            "seconds": purchases["seconds"][carted] - rng.uniform(300, 12 * 3600, carted.sum()),
+        }
+    )
+    # Abandoned intent follows the user's current (end) persona, so current carts and
+    # wishlists point to what the user will buy next.
+    rate = np.full(spec.users, spec.abandoned_cart_rate * spec.purchases_per_user / 4)
+    user, seconds, category, level = _sessions(rng, spec, personas, persona_b, persona_b, rate)
+    seconds = spec.days * SECONDS_PER_DAY * (1 - 0.3 * rng.random(len(user)))  # recent
+    abandoned = pd.DataFrame({"user": user, "item": _sample_items(rng, spec, items, category, level), "seconds": seconds - 1})
+    to_wishlist = rng.random(len(abandoned)) < 0.5
+    wishlist = pd.concat([wishlist, abandoned[to_wishlist]], ignore_index=True)
+    cart = pd.concat([cart, abandoned[~to_wishlist]], ignore_index=True)
+    in_period = lambda frame: frame[frame["seconds"] >= 0].sort_values("seconds", kind="stable").reset_index(drop=True)  # noqa: E731
+    return in_period(wishlist), in_period(cart)
+
+
+def _with_ids(events: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": user_ids[events["user"].to_numpy()],
+            "item_id": item_ids[events["item"].to_numpy()],
+            "item": events["item"].to_numpy(),
+            "seconds": events["seconds"].to_numpy(),
+        }
+    )
+
+
+def write_landing(market: Marketplace, spec: MarketplaceSpec, landing: Path) -> dict[str, int]:
+    """Write the landing folder: snapshots as one file, events as one file per day."""
+    landing.mkdir(parents=True, exist_ok=True)
+    start = datetime.combine(spec.start_date, datetime.min.time())
+    counts = {}
+    for name, frame in (("users", market.users), ("items", market.items)):
+        _write(frame, landing / f"{name}.{spec.file_format}", spec.file_format)
+        counts[name] = len(frame)
+    for name, frame in (("purchases", market.purchases), ("wishlist", market.wishlist), ("cart", market.cart)):
+        frame = frame.copy()
+        frame["ts"] = start + pd.to_timedelta(frame.pop("seconds").round(), unit="s")
+        frame = frame[[c for c in ("user_id", "item_id", "ts", "price", "quantity") if c in frame]]
+        folder = landing / name
+        folder.mkdir(exist_ok=True)
+        for day, rows in frame.groupby(frame["ts"].dt.date):
+            _write(rows, folder / f"{day.isoformat()}.{spec.file_format}", spec.file_format)
+        counts[name] = len(frame)
+    truth = landing / "_truth"
+    truth.mkdir(exist_ok=True)
+    market.truth_users.to_parquet(truth / "users.parquet", index=False)
+    market.truth_items.to_parquet(truth / "items.parquet", index=False)
+    return counts
+
+
+def _write(frame: pd.DataFrame, path: Path, file_format: str) -> None:
+    if file_format == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
