@@ -1,6 +1,7 @@
-"""Dagster resources: warehouse, landing zone, dbt (and, as layers arrive, artifacts and GPU jobs)."""
+"""Dagster resources: warehouse, landing zone, dbt, artifact store (and, as layers arrive, GPU jobs)."""
 
 from resources import settings
+from resources.artifacts import ArtifactStore
 from resources.dbt import dbt_resource
 from resources.landing import LandingZone
 from resources.warehouse import warehouse_resource
@@ -13,4 +14,5 @@ def default_resources() -> dict:
         "warehouse": warehouse,
         "landing": LandingZone(path=str(settings.landing_dir())),
         "dbt": dbt_resource(warehouse.database),
+        "artifacts": ArtifactStore(root=str(settings.artifacts_dir())),
     }

@@ -1,0 +1,26 @@
+"""The artifact store: versioned files (datasets, tokenizers, models, engines) by path.
+
+Locally a folder (``$RECSYS_HOME/artifacts``). In production the same path is a shared
+volume mounted into the orchestrator and the GPU pods (see deploy/), so a GPU job reads
+and writes exactly what the assets see.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+
+from resources import settings
+
+
+class ArtifactStore(dg.ConfigurableResource):
+    root: str = ""
+
+    @property
+    def base(self) -> Path:
+        return Path(self.root) if self.root else settings.artifacts_dir()
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the store; parent folders are created."""
+        target = self.base.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
