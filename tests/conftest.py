@@ -1,0 +1,70 @@
+"""Shared fixtures: a small synthetic marketplace, materialized through the real graph once per session."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
+
+# Small enough for a 2-core CI machine, large enough for the planted structure to show.
+SMALL_MARKET = MarketplaceSpec(users=800, items=500, days=60, end_date=date(2026, 6, 30), seed=7)
+
+
+@dataclass
+class Platform:
+    home: Path
+    landing: Path
+    spec: MarketplaceSpec
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    def resources(self) -> dict:
+        from resources import default_resources
+
+        return default_resources()
+
+    def query(self, sql: str):
+        with duckdb.connect(str(self.warehouse), read_only=True) as conn:
+            return conn.execute(sql).fetchall()
+
+    def df(self, sql: str):
+        with duckdb.connect(str(self.warehouse), read_only=True) as conn:
+            return conn.execute(sql).df()
+
+
+def point_platform_at(home: Path, landing: Path) -> None:
+    os.environ["RECSYS_HOME"] = str(home)
+    os.environ["RECSYS_LANDING_DIR"] = str(landing)
+
+
+@pytest.fixture(scope="session")
+def market_landing(tmp_path_factory) -> tuple[Path, MarketplaceSpec]:
+    landing = tmp_path_factory.mktemp("landing")
+    write_landing(generate(SMALL_MARKET), SMALL_MARKET, landing)
+    return landing, SMALL_MARKET
+
+
+@pytest.fixture(scope="session")
+def featured_platform(tmp_path_factory, market_landing) -> Platform:
+    """The small marketplace with ingest and features materialized for all its days."""
+    from recsys_assets.features.assets import feature_assets
+    from recsys_assets.ingest.assets import ingest_assets
+    from recsys_assets.runner import materialize_everything
+
+    landing, spec = market_landing
+    home = tmp_path_factory.mktemp("home")
+    point_platform_at(home, landing)
+    platform = Platform(home, landing, spec)
+    defs = dg.Definitions(assets=[*ingest_assets, *feature_assets], resources=platform.resources())
+    result = materialize_everything(defs, instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    return platform
