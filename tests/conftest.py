@@ -22,6 +22,7 @@ class Platform:
     home: Path
     landing: Path
     spec: MarketplaceSpec
+    run: dg.ExecuteInProcessResult | None = None
 
     @property
     def warehouse(self) -> Path:
@@ -65,6 +66,6 @@ def featured_platform(tmp_path_factory, market_landing) -> Platform:
     point_platform_at(home, landing)
     platform = Platform(home, landing, spec)
     defs = dg.Definitions(assets=[*ingest_assets, *feature_assets], resources=platform.resources())
-    result = materialize_everything(defs, instance=dg.DagsterInstance.ephemeral())
-    assert result.success
+    platform.run = materialize_everything(defs, instance=dg.DagsterInstance.ephemeral())
+    assert platform.run.success
     return platform

@@ -19,14 +19,30 @@ from resources.dbt import dbt_project
 from resources.warehouse import WAREHOUSE_POOL
 
 
+# The team that owns each dbt schema; the schema is also the Dagster group (staging
+# models belong to the features layer).
+SCHEMA_OWNERS = {"staging": "team:data-platform", "features": "team:data-platform", "marts": "team:product-data"}
+SCHEMA_GROUPS = {"staging": "features"}
+
+
 class RecsysDbtTranslator(DagsterDbtTranslator):
     """Keys models by schema (features/user_features) and sources by source name (raw/purchases)."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
             return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
-        schema = dbt_resource_props["config"].get("schema") or "main"
-        return dg.AssetKey([schema, dbt_resource_props["name"]])
+        return dg.AssetKey([_schema(dbt_resource_props), dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        schema = _schema(dbt_resource_props)
+        return SCHEMA_GROUPS.get(schema, schema)
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return [SCHEMA_OWNERS.get(_schema(dbt_resource_props), "team:data-platform")]
+
+
+def _schema(dbt_resource_props: Mapping[str, Any]) -> str:
+    return dbt_resource_props["config"].get("schema") or "main"
 
 
 translator = RecsysDbtTranslator()

@@ -10,12 +10,11 @@ import time
 from datetime import date
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from partitions import daily_partitions
 from recsys_assets.ingest.loading import LoadResult, ensure_raw_schema, load_event_day, load_snapshot
 from resources.landing import EVENT_TABLES, SNAPSHOT_TABLES, LandingZone
-from resources.warehouse import WAREHOUSE_POOL
+from resources.warehouse import WAREHOUSE_POOL, Warehouse
 
 OWNERS = ["team:data-platform"]
 # Share of quarantined rows above which the ingest check warns: a few bad rows are normal
@@ -81,7 +80,7 @@ def build_snapshot_asset(table: str) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         check_specs=[_quarantine_check(table)],
     )
-    def snapshot(context: dg.AssetExecutionContext, warehouse: DuckDBResource, landing: LandingZone) -> dg.MaterializeResult:
+    def snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, landing: LandingZone) -> dg.MaterializeResult:
         started = time.perf_counter()
         with warehouse.get_connection() as conn:
             ensure_raw_schema(conn)
@@ -105,7 +104,7 @@ def build_event_asset(table: str) -> dg.AssetsDefinition:
         deps=[dg.AssetKey(["raw", snapshot]) for snapshot in SNAPSHOT_TABLES],
         check_specs=[_quarantine_check(table)],
     )
-    def events(context: dg.AssetExecutionContext, warehouse: DuckDBResource, landing: LandingZone) -> dg.MaterializeResult:
+    def events(context: dg.AssetExecutionContext, warehouse: Warehouse, landing: LandingZone) -> dg.MaterializeResult:
         started = time.perf_counter()
         days = [date.fromisoformat(key) for key in context.partition_keys]
         results = []
