@@ -4,6 +4,7 @@ from resources import settings
 from resources.artifacts import ArtifactStore
 from resources.dbt import dbt_resource
 from resources.landing import LandingZone
+from resources.splits import EvaluationSplit
 from resources.warehouse import warehouse_resource
 
 
@@ -15,4 +16,5 @@ def default_resources() -> dict:
         "landing": LandingZone(path=str(settings.landing_dir())),
         "dbt": dbt_resource(warehouse.database),
         "artifacts": ArtifactStore(root=str(settings.artifacts_dir())),
+        "splits": EvaluationSplit(),
     }

@@ -24,3 +24,11 @@ class ArtifactStore(dg.ConfigurableResource):
         target = self.base.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
+
+
+def latest_artifact(instance: dg.DagsterInstance, key: dg.AssetKey) -> Path:
+    """The artifact path recorded by the newest materialization of ``key``."""
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None or "path" not in event.asset_materialization.metadata:
+        raise FileNotFoundError(f"{key.to_user_string()} has no materialization with an artifact path: materialize it first.")
+    return Path(event.asset_materialization.metadata["path"].value)
