@@ -1,0 +1,234 @@
+"""LLM data layer: the id tokenizer and the prompt dataset, versioned in the artifact store."""
+
+import hashlib
+import json
+import time
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from gpu_jobs.prompt_format import format_item_ids
+from recsys_assets.llm_data.dataset import SPLITS, DatasetSpec, MarketData, build_dataset, realized_shares
+from recsys_assets.llm_data.history import histories_before
+from recsys_assets.llm_data.prompts import build_prompt
+from recsys_assets.llm_data.targets import ranked_lists, resolve_shares
+from recsys_assets.llm_data.tokenization import OPTIONS, comparison_markdown, length_report, round_trips, train_id_tokenizer
+from resources.artifacts import ArtifactStore, latest_artifact
+from resources.splits import EvaluationSplit
+from resources.warehouse import Warehouse
+
+OWNERS = ["team:ml"]
+TOKENIZER_KEY = dg.AssetKey(["llm_data", "id_tokenizer"])
+FEATURE_DEPS = [
+    dg.AssetKey(["staging", "fct_purchases"]),
+    dg.AssetKey(["staging", "stg_wishlist"]),
+    dg.AssetKey(["staging", "stg_cart"]),
+    dg.AssetKey(["features", "user_features"]),
+    dg.AssetKey(["features", "item_features"]),
+]
+CANDIDATE_DEPS = [
+    dg.AssetKey(["candidates", "similar_items"]),
+    dg.AssetKey(["candidates", "similar_users"]),
+    dg.AssetKey(["candidates", "user_cluster_candidates"]),
+]
+
+
+class IdTokenizerConfig(dg.Config):
+    option: str = "bpe"
+    """Which tokenizer the model uses: digits (one token per digit), grouped, or bpe (trained on the id corpus)."""
+    digit_group: int = 3
+    """Digits per token for the grouped option."""
+    bpe_vocab_size: int = 8000
+    """Vocabulary size of the trained BPE tokenizer."""
+    history_max_items: int = 50
+    """Ids per prompt in the length comparison (as in the prompt dataset)."""
+    target_items: int = 20
+    """Ids per target in the length comparison (as in the prompt dataset)."""
+
+
+class PromptDatasetConfig(dg.Config):
+    target_strategy: str = "similar_items"
+    """Target mix preset: own, similar_users, similar_items, clusters or combined."""
+    target_shares: dict[str, float] = {}
+    """Explicit shares per source (overrides the preset), e.g. {"own_cart": 0.5, "interest_clusters": 0.5}."""
+    target_items: int = 20
+    """Items per target."""
+    history_max_items: int = 50
+    """Most purchase ids per prompt, newest first (the token budget may keep fewer)."""
+    max_seq_len: int = 310
+    """Prompt + target must fit this many tokens of the id tokenizer."""
+    intent_days: int = 182
+    """How long a wishlist/cart addition counts as open intent."""
+
+
+def _version(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _read(conn, sql: str) -> pd.DataFrame:
+    return conn.execute(sql).df()
+
+
+def _user_prompts_and_targets(conn, cutoff: date, history_max: int, target_items: int):
+    """Corpus for the tokenizer: every user's prompt before the cut-off, and for the length
+    comparison, (prompt, target) pairs that hold out each buyer's newest purchases as target."""
+    purchases = _read(conn, f"SELECT user_id, item_id, ts FROM staging.fct_purchases WHERE ts < DATE '{cutoff}'")
+    users = _read(conn, "SELECT user_id, geo, age, gender, purchasing_power FROM features.user_features")
+    histories = histories_before(purchases, cutoff, history_max + target_items)
+    prompts, pairs = [], []
+    for user in users.itertuples(index=False):
+        history = histories.get(user.user_id, [])
+        attributes = (user.user_id, user.geo, user.age, user.gender, user.purchasing_power)
+        prompts.append(build_prompt(history[:history_max], *attributes))
+        held_out = min(target_items, len(history) // 2)
+        if held_out:
+            pairs.append((build_prompt(history[held_out : held_out + history_max], *attributes), format_item_ids(history[:held_out])))
+    return prompts, pairs, purchases["item_id"].unique().tolist()
+
+
+@dg.asset(
+    key=TOKENIZER_KEY,
+    group_name="llm_data",
+    owners=OWNERS,
+    kinds={"huggingface", "python"},
+    deps=FEATURE_DEPS,
+    description=(
+        "Tokenizer for prompts and item ids (digits / grouped digits / BPE trained on the id corpus before the "
+        "training cut-off). Metadata compares tokens per id and prompt/target lengths of all options side by side."
+    ),
+)
+def id_tokenizer(
+    context: dg.AssetExecutionContext, config: IdTokenizerConfig, warehouse: Warehouse, artifacts: ArtifactStore, splits: EvaluationSplit
+) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    with warehouse.get_connection() as conn:
+        cutoff = splits.dates(conn).train_cutoff
+        prompts, pairs, corpus_ids = _user_prompts_and_targets(conn, cutoff, config.history_max_items, config.target_items)
+        catalog = [i for (i,) in conn.execute("SELECT item_id FROM staging.stg_items").fetchall()]
+    corpus = prompts + [target for _, target in pairs]
+    context.log.info(f"Training tokenizers on {len(corpus)} texts, {len(corpus_ids)} distinct purchased ids (before {cutoff})")
+
+    tokenizers, reports = {}, []
+    for option in OPTIONS:
+        tokenizers[option] = train_id_tokenizer(option, corpus, group=config.digit_group, bpe_vocab_size=config.bpe_vocab_size)
+        reports.append(length_report(option, tokenizers[option], corpus_ids, [p for p, _ in pairs], [t for _, t in pairs]))
+    chosen = tokenizers[config.option]
+    broken = round_trips(chosen, catalog)
+    if broken:
+        raise ValueError(f"Tokenizer {config.option!r} does not round-trip {len(broken)} catalog ids, e.g. {broken[:5]}.")
+
+    version = _version(config.model_dump(), cutoff, _version(corpus))
+    path = artifacts.path("tokenizers", version, "tokenizer.json").parent
+    chosen.save_pretrained(str(path))
+    (path / "comparison.json").write_text(json.dumps([r.__dict__ for r in reports], indent=2))
+    chosen_report = next(r for r in reports if r.option == config.option)
+    return dg.MaterializeResult(
+        metadata={
+            "tokenizer_version": version,
+            "path": str(path),
+            "option": config.option,
+            "vocab_size": len(chosen),
+            "tokens_per_id": round(chosen_report.tokens_per_id, 3),
+            "comparison": dg.MetadataValue.md(comparison_markdown(reports)),
+            "catalog_ids_round_tripped": len(catalog),
+            "training_cutoff": str(cutoff),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+    )
+
+
+def load_market_data(conn) -> MarketData:
+    def ranked(table: str, key: str, value: str) -> dict:
+        return ranked_lists(_read(conn, f"SELECT {key}, rank, {value} FROM candidates.{table}"), key, value)
+
+    return MarketData(
+        purchases=_read(conn, "SELECT user_id, item_id, ts FROM staging.fct_purchases"),
+        wishlist=_read(conn, "SELECT user_id, item_id, ts FROM staging.stg_wishlist"),
+        cart=_read(conn, "SELECT user_id, item_id, ts FROM staging.stg_cart"),
+        users=_read(conn, "SELECT user_id, gender, age, geo FROM staging.stg_users"),
+        price_percentile=dict(conn.execute("SELECT item_id, price_percentile FROM features.item_features").fetchall()),
+        similar_items=ranked("similar_items", "item_id", "neighbour_item_id"),
+        similar_users=ranked("similar_users", "user_id", "neighbour_user_id"),
+        cluster_candidates=ranked("user_cluster_candidates", "user_id", "item_id"),
+    )
+
+
+def _dataset_metadata(examples: pd.DataFrame, shares: dict, spec: DatasetSpec) -> dict:
+    counts = examples["split"].value_counts().to_dict()
+    train = examples[examples["split"] == "train"]
+    total = examples["prompt_tokens"] + examples["target_tokens"]
+    preview = train.head(5)[["user_id", "prompt", "target"]]
+    return {
+        **{f"rows_{split}": int(counts.get(split, 0)) for split in SPLITS},
+        "dagster/row_count": len(examples),
+        "configured_shares": dg.MetadataValue.json(shares),
+        "realized_shares_train": dg.MetadataValue.json(realized_shares(train)),
+        "cold_start_prompts": int((examples["history_length"] == 0).sum()),
+        "mean_prompt_tokens": round(float(examples["prompt_tokens"].mean()), 1),
+        "mean_target_tokens_train": round(float(train["target_tokens"].mean()), 1) if len(train) else 0.0,
+        "max_total_tokens": int(total.max()),
+        "max_seq_len": spec.max_seq_len,
+        "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
+    }
+
+
+@dg.asset(
+    key=["llm_data", "prompt_dataset"],
+    group_name="llm_data",
+    owners=OWNERS,
+    kinds={"parquet", "python"},
+    deps=[TOKENIZER_KEY, *FEATURE_DEPS, *CANDIDATE_DEPS],
+    description=(
+        "One example per user and split (train / val / test / serve) in the method's prompt template; train targets "
+        "mix the configured sources, val/test targets are the next purchases after the cut-off. Versioned Parquet "
+        "in the artifact store."
+    ),
+)
+def prompt_dataset(
+    context: dg.AssetExecutionContext, config: PromptDatasetConfig, warehouse: Warehouse, artifacts: ArtifactStore, splits: EvaluationSplit
+) -> dg.MaterializeResult:
+    from transformers import PreTrainedTokenizerFast
+
+    started = time.perf_counter()
+    shares = resolve_shares(config.target_strategy, config.target_shares or None)
+    spec = DatasetSpec(shares, config.target_items, config.history_max_items, config.max_seq_len, config.intent_days)
+    tokenizer_path = latest_artifact(context.instance, TOKENIZER_KEY)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_path))
+    with warehouse.get_connection() as conn:
+        dates = splits.dates(conn)
+        data = load_market_data(conn)
+    context.log.info(f"Building prompts: train before {dates.val_start}, val {dates.val_start}.., test {dates.test_start}..{dates.end}")
+
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    examples = build_dataset(data, spec, dates, count_tokens)
+    version = _version(config.model_dump(), str(tokenizer_path), dates.__dict__, int(pd.util.hash_pandas_object(examples[["user_id", "prompt", "target"]]).sum()))
+    folder = artifacts.path("datasets", version, "dataset.json").parent
+    for split in SPLITS:
+        examples[examples["split"] == split].to_parquet(folder / f"{split}.parquet", index=False)
+    metadata = _dataset_metadata(examples, shares, spec)
+    manifest = {
+        "dataset_version": version,
+        "config": config.model_dump(),
+        "shares": shares,
+        "tokenizer_path": str(tokenizer_path),
+        "split_dates": {k: str(v) for k, v in dates.__dict__.items()},
+        "rows": {split: int((examples["split"] == split).sum()) for split in SPLITS},
+        "serve_target_tokens": int(examples.loc[examples["split"] == "train", "target_tokens"].quantile(0.9)),
+    }
+    (folder / "dataset.json").write_text(json.dumps(manifest, indent=2))
+    return dg.MaterializeResult(
+        metadata={
+            "dataset_version": version,
+            "path": str(folder),
+            "tokenizer_path": str(tokenizer_path),
+            "split_dates": dg.MetadataValue.json(manifest["split_dates"]),
+            "seconds": round(time.perf_counter() - started, 2),
+            **metadata,
+        }
+    )
+
+
+llm_data_assets = [id_tokenizer, prompt_dataset]

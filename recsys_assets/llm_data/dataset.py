@@ -1,0 +1,152 @@
+"""Assemble the prompt dataset: one example per user and split.
+
+Splits (see splits.py): ``train`` (target: the configured source mix at the training
+cut-off), ``val`` and ``test`` (target: what the user bought next in the period), ``serve``
+(the newest history, no target: what recommendations are generated from).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from gpu_jobs.prompt_format import format_item_ids, generation_prefix
+from recsys_assets.llm_data.prompts import build_prompt, fit_history
+from recsys_assets.llm_data.history import histories_before, items_bought_between
+from resources.splits import SplitDates
+from recsys_assets.llm_data.targets import interleave, mix_target, open_intent
+
+SPLITS = ("train", "val", "test", "serve")
+
+
+@dataclass
+class MarketData:
+    purchases: pd.DataFrame  # user_id, item_id, ts
+    wishlist: pd.DataFrame  # user_id, item_id, ts
+    cart: pd.DataFrame  # user_id, item_id, ts
+    users: pd.DataFrame  # user_id, gender, age, geo
+    price_percentile: dict[int, float]  # item -> price position within its category (0-1)
+    similar_items: dict[int, list[int]] = field(default_factory=dict)
+    similar_users: dict[int, list[int]] = field(default_factory=dict)
+    cluster_candidates: dict[int, list[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    shares: dict[str, float]
+    target_items: int = 20
+    history_max_items: int = 50
+    max_seq_len: int = 310
+    intent_days: int = 182  # how far back a wishlist/cart addition still counts as open intent
+
+
+def purchasing_power_at(purchases: pd.DataFrame, price_percentile: dict[int, float], cutoff) -> dict[int, float]:
+    """Rank (0-1) of each buyer's mean in-category price percentile, from purchases before cutoff."""
+    before = purchases[purchases["ts"] < pd.Timestamp(cutoff)]
+    paid = before["item_id"].map(price_percentile)
+    mean_paid = paid.groupby(before["user_id"]).mean().dropna()
+    return ((mean_paid.rank(method="average") - 1) / max(len(mean_paid) - 1, 1)).to_dict()
+
+
+def target_sources(user: int, wishlist: dict, cart: dict, data: MarketData) -> dict[str, list[int]]:
+    own_wishlist, own_cart = wishlist.get(user, []), cart.get(user, [])
+    neighbours = data.similar_users.get(user, [])
+    return {
+        "own_wishlist": own_wishlist,
+        "own_cart": own_cart,
+        "similar_users_intent": interleave(interleave([wishlist.get(n, []), cart.get(n, [])]) for n in neighbours),
+        "similar_to_wishlist": interleave(data.similar_items.get(i, []) for i in own_wishlist),
+        "similar_to_cart": interleave(data.similar_items.get(i, []) for i in own_cart),
+        "interest_clusters": data.cluster_candidates.get(user, []),
+    }
+
+
+class Builder:
+    """Builds examples for one split; ``count_tokens(text)`` measures length with the id tokenizer."""
+
+    def __init__(self, data: MarketData, spec: DatasetSpec, dates: SplitDates, count_tokens: Callable[[str], int]):
+        self.data, self.spec, self.dates, self.count_tokens = data, spec, dates, count_tokens
+        self.attributes = data.users.set_index("user_id")[["geo", "age", "gender"]].to_dict("index")
+
+    def examples(self, split: str, target_reserve: int = 0) -> pd.DataFrame:
+        cutoff = self.dates.prompt_cutoff(split)
+        histories = histories_before(self.data.purchases, cutoff, self.spec.history_max_items)
+        power = purchasing_power_at(self.data.purchases, self.data.price_percentile, cutoff)
+        targets = self._targets(split, cutoff, histories)
+        rows = []
+        for user in sorted(targets if split != "serve" else self.attributes):
+            target = targets.get(user, [])
+            rows.append(self._example(split, user, histories.get(user, []), target, power.get(user), target_reserve))
+        return pd.DataFrame(rows, columns=_COLUMNS)
+
+    def _targets(self, split: str, cutoff, histories) -> dict[int, list[tuple[int, str]]]:
+        if split == "serve":
+            return {}
+        if split in ("val", "test"):
+            start, end = self.dates.period(split)
+            bought = items_bought_between(self.data.purchases, start, end)
+            return {u: [(i, "next_purchases") for i in items[: self.spec.target_items]] for u, items in bought.items()}
+        since = cutoff - timedelta(days=self.spec.intent_days)
+        wishlist = open_intent(self.data.wishlist, self.data.purchases, cutoff, since)
+        cart = open_intent(self.data.cart, self.data.purchases, cutoff, since)
+        targets = {}
+        for user in self.attributes:
+            sources = target_sources(user, wishlist, cart, self.data)
+            mixed = mix_target(sources, self.spec.shares, self.spec.target_items, exclude=histories.get(user, []))
+            if mixed:
+                targets[user] = mixed
+        return targets
+
+    def _example(self, split, user, history, target, purchasing_power, target_reserve) -> dict:
+        attributes = self.attributes[user]
+
+        def prompt_for(h) -> str:
+            return build_prompt(h, user, attributes["geo"], attributes["age"], attributes["gender"], purchasing_power)
+
+        def prompt_tokens(h) -> int:
+            return self.count_tokens(generation_prefix(prompt_for(h)))
+
+        items = [item for item, _ in target]
+        target_tokens = self._target_tokens(items) if items else target_reserve
+        while items and prompt_tokens([]) + target_tokens > self.spec.max_seq_len:
+            items.pop()  # only a tiny max_seq_len gets here: shorten the target until it fits
+            target_tokens = self._target_tokens(items)
+        kept = fit_history(history, target_tokens, self.spec.max_seq_len, prompt_tokens)
+        return {
+            "user_id": int(user),
+            "split": split,
+            "prompt": prompt_for(kept),
+            "target": format_item_ids(items),
+            "target_item_ids": items,
+            "target_sources": [source for _, source in target[: len(items)]],
+            "history_length": len(kept),
+            "prompt_tokens": prompt_tokens(kept),
+            "target_tokens": self._target_tokens(items) if items else 0,
+        }
+
+    def _target_tokens(self, items: list[int]) -> int:
+        return self.count_tokens(format_item_ids(items)) + 1  # + eos
+
+
+_COLUMNS = [
+    "user_id", "split", "prompt", "target", "target_item_ids", "target_sources",
+    "history_length", "prompt_tokens", "target_tokens",
+]  # fmt: skip
+
+
+def build_dataset(data: MarketData, spec: DatasetSpec, dates: SplitDates, count_tokens: Callable[[str], int]) -> pd.DataFrame:
+    builder = Builder(data, spec, dates, count_tokens)
+    frames = {split: builder.examples(split) for split in ("train", "val", "test")}
+    # Serving prompts leave room for a target as long as 90% of the training targets.
+    reserve = int(np.ceil(np.quantile(frames["train"]["target_tokens"], 0.9))) if len(frames["train"]) else 0
+    frames["serve"] = builder.examples("serve", target_reserve=reserve)
+    return pd.concat(frames.values(), ignore_index=True)
+
+
+def realized_shares(examples: pd.DataFrame) -> dict[str, float]:
+    sources = examples["target_sources"].explode().dropna()
+    return (sources.value_counts(normalize=True).round(4)).to_dict()
