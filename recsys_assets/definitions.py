@@ -4,9 +4,10 @@ import dagster as dg
 
 from recsys_assets.features.assets import feature_assets
 from recsys_assets.ingest.assets import ingest_assets
+from recsys_assets.llm_data.assets import llm_data_assets
 from resources import default_resources
 
 defs = dg.Definitions(
-    assets=[*ingest_assets, *feature_assets],
+    assets=[*ingest_assets, *feature_assets, *llm_data_assets],
     resources=default_resources(),
 )
