@@ -13,7 +13,7 @@ install: $(VENV)/.installed dbt_project/target/manifest.json
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,spark]'
 	touch $@
 
 # The dbt manifest is built here, not when the code location loads.
