@@ -2,14 +2,19 @@
 
 import dagster as dg
 
+from recsys_assets.automation import automation_sensors, with_layer_policies
 from recsys_assets.candidates.assets import candidate_assets, candidate_checks
 from recsys_assets.features.assets import feature_assets
 from recsys_assets.ingest.assets import ingest_assets
 from recsys_assets.llm_data.assets import llm_data_assets
+from recsys_assets.sensors import operations_sensors
+from recsys_assets.shards import shard_assets
 from resources import default_resources
 
 defs = dg.Definitions(
-    assets=[*ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets],
+    # Freshness and automation by layer (recsys_assets/automation.py), not in the layer modules.
+    assets=with_layer_policies([*ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *shard_assets]),
     asset_checks=[*candidate_checks],
+    sensors=[*automation_sensors(), *operations_sensors],
     resources=default_resources(),
 )

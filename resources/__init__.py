@@ -4,6 +4,7 @@ from resources import settings
 from resources.artifacts import ArtifactStore
 from resources.dbt import dbt_resource
 from resources.landing import LandingZone
+from resources.notifier import notifier_resource
 from resources.splits import EvaluationSplit
 from resources.warehouse import warehouse_resource
 
@@ -17,4 +18,5 @@ def default_resources() -> dict:
         "dbt": dbt_resource(warehouse.database),
         "artifacts": ArtifactStore(root=str(settings.artifacts_dir())),
         "splits": EvaluationSplit(),
+        "notifier": notifier_resource(),
     }

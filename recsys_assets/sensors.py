@@ -1,0 +1,217 @@
+"""Sensors: what starts work from outside the graph, and what tells people when something is wrong.
+
+- ``landing_sensor``: a new event day in the landing folder -> an ingest run for exactly that day.
+- ``user_shard_sensor``: users outside every shard -> new user-range shards registered.
+- ``alert_sensor``: an asset failing its freshness policy or a failed asset check -> an alert.
+- ``run_failure_alert``: a failed run -> an alert.
+
+Alerts are a log line in the sensor's tick plus the ``notifier`` resource (resources/notifier.py).
+The two alert sensors run by default; the two that start work are turned on in the UI (or
+``dagster sensor start``) once the landing folder and warehouse are where they belong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import date
+
+import dagster as dg
+import duckdb
+
+from partitions import daily_partitions, user_shards
+from partitions.user_shards import ShardRange, plan_new_shards, shard_range
+from recsys_assets.automation import WAREHOUSE_RETRIES
+from recsys_assets.runner import landing_days
+from resources.landing import EVENT_TABLES, SNAPSHOT_TABLES, LandingZone
+from resources.notifier import Alert, Notifier
+from resources.warehouse import Warehouse
+
+EVENT_KEYS = [dg.AssetKey(["raw", table]) for table in EVENT_TABLES]
+SNAPSHOT_KEYS = {table: dg.AssetKey(["raw", table]) for table in SNAPSHOT_TABLES}
+PURCHASES = dg.AssetKey(["raw", "purchases"])
+
+
+# --- landing --------------------------------------------------------------------------------
+
+
+def new_landing_days(landing: LandingZone, instance: dg.DagsterInstance) -> list[date]:
+    """Days with landing data that raw/purchases has never attempted, and that are complete.
+
+    A day whose ingest failed is not new: it is alerted on, fixed and re-run by a person, not
+    retried every minute. Today is not complete until its daily partition exists (tomorrow).
+    """
+    days = [day for day in landing_days(landing) if daily_partitions.has_partition_key(day.isoformat())]
+    status = instance.get_status_by_partition(PURCHASES, [day.isoformat() for day in days], daily_partitions) or {}
+    return [day for day in days if status.get(day.isoformat()) is None]
+
+
+def stale_snapshots(landing: LandingZone, instance: dg.DagsterInstance) -> list[dg.AssetKey]:
+    """Snapshots whose landing files changed after their last load: reloaded before the new day,
+    so the day's events are validated against the users and items they refer to."""
+    stale = []
+    for table, key in SNAPSHOT_KEYS.items():
+        changed = max((f.path.stat().st_mtime for f in landing.files(table)), default=0.0)
+        loaded = instance.get_latest_materialization_event(key)
+        if loaded is None or loaded.timestamp < changed:
+            stale.append(key)
+    return stale
+
+
+@dg.sensor(
+    name="landing_sensor",
+    minimum_interval_seconds=60,
+    asset_selection=[*SNAPSHOT_KEYS.values(), *EVENT_KEYS],
+    description="Starts ingest of every complete event day that appears in the landing folder "
+    "(RECSYS_LANDING_DIR), one run per day; reloads the snapshots first when their files changed.",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
+    days = new_landing_days(landing, context.instance)
+    if not days:
+        return dg.SensorResult(skip_reason="No new event days in the landing folder.")
+    selection = [*stale_snapshots(landing, context.instance), *EVENT_KEYS]
+    context.log.info(f"New landing days: {', '.join(map(str, days))}; reloading {[k.to_user_string() for k in selection]}")
+    return dg.SensorResult(
+        run_requests=[
+            # The run key makes a day's request idempotent across ticks while its run is queued.
+            dg.RunRequest(run_key=f"landing-{day}", partition_key=day.isoformat(), asset_selection=selection, tags=WAREHOUSE_RETRIES.tags)
+            for day in days
+        ]
+    )
+
+
+# --- user shards ----------------------------------------------------------------------------
+
+
+def uncovered_user_ids(database: str, shards: list[ShardRange]) -> list[int]:
+    """Users in staging.stg_users outside every shard (read-only: never blocks a writer for long)."""
+    outside = " AND ".join(f"NOT ({shard.sql_filter()})" for shard in shards) or "true"
+    with duckdb.connect(database, read_only=True) as conn:
+        return [user_id for (user_id,) in conn.execute(f"SELECT user_id FROM staging.stg_users WHERE {outside}").fetchall()]
+
+
+@dg.sensor(
+    name="user_shard_sensor",
+    minimum_interval_seconds=300,
+    description="Registers new user-range shards (partitions/user_shards.py) for users outside every "
+    "shard; the serving layer's automation then fills them.",
+)
+def user_shard_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse) -> dg.SensorResult:
+    existing = list(context.instance.get_dynamic_partitions(user_shards.name))
+    try:
+        uncovered = uncovered_user_ids(warehouse.database, [shard_range(key) for key in existing])
+    except (duckdb.IOException, duckdb.CatalogException) as error:
+        # A run holds the write lock, or staging.stg_users does not exist yet: try next tick.
+        return dg.SensorResult(skip_reason=f"Users not readable yet: {error}")
+    new = plan_new_shards(uncovered, existing)
+    if not new:
+        return dg.SensorResult(skip_reason=f"All users are in the {len(existing)} registered shards.")
+    context.log.info(f"{len(uncovered)} user(s) outside the registered shards: adding {', '.join(s.key for s in new)}")
+    return dg.SensorResult(dynamic_partitions_requests=[user_shards.build_add_request([shard.key for shard in new])])
+
+
+# --- alerts ---------------------------------------------------------------------------------
+
+
+@dataclass
+class AlertCursor:
+    """What the alert sensor has already seen: freshness changes up to a time, check runs up to an id."""
+
+    freshness_changed_at: float = 0.0
+    check_execution_id: int = 0
+
+    @classmethod
+    def parse(cls, cursor: str | None) -> AlertCursor:
+        return cls(**json.loads(cursor)) if cursor else cls()
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self))
+
+
+FRESHNESS_SEVERITY = {"FAIL": "error", "WARN": "warning"}
+
+
+def freshness_alerts(instance: dg.DagsterInstance, keys: list[dg.AssetKey], cursor: AlertCursor) -> list[Alert]:
+    """One alert per asset whose freshness state became FAIL or WARN since the cursor.
+
+    The states come from the freshness daemon (part of dagster-daemon), the same ones the UI shows.
+    """
+    alerts = []
+    for key, record in instance.get_freshness_state_records(keys).items():
+        changed_at = record.updated_at.timestamp()
+        state = record.freshness_state.value
+        if changed_at > cursor.freshness_changed_at and state in FRESHNESS_SEVERITY:
+            alerts.append(
+                Alert(
+                    "freshness",
+                    FRESHNESS_SEVERITY[state],
+                    key.to_user_string(),
+                    f"freshness {state}: not materialized within its freshness policy's window",
+                    {"state": state, "since": record.updated_at.isoformat()},
+                )
+            )
+        cursor.freshness_changed_at = max(cursor.freshness_changed_at, changed_at)
+    return alerts
+
+
+def check_alerts(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey], cursor: AlertCursor) -> list[Alert]:
+    """One alert per asset check whose latest execution, newer than the cursor, failed."""
+    alerts = []
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
+    for key, record in latest.items():
+        if record.id > cursor.check_execution_id and record.status.value == "FAILED":
+            evaluation = record.event.asset_check_evaluation if record.event else None
+            severity = evaluation.severity.value.lower() if evaluation else "error"
+            description = (evaluation.description if evaluation else None) or "check failed"
+            details = {"run_id": record.run_id, "partition": record.partition}
+            if evaluation:
+                details["metadata"] = {name: value.value for name, value in evaluation.metadata.items()}
+            alerts.append(Alert("asset_check", severity, f"{key.asset_key.to_user_string()}:{key.name}", description, details))
+        cursor.check_execution_id = max(cursor.check_execution_id, record.id)
+    return alerts
+
+
+def _send(context, notifier: Notifier, alerts: list[Alert]) -> None:
+    for alert in alerts:
+        (context.log.error if alert.severity == "error" else context.log.warning)(alert.text)
+        notifier.send(alert)
+
+
+@dg.sensor(
+    name="alert_sensor",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts (log + notifier) when an asset fails or nears failing its freshness policy, "
+    "or an asset check fails.",
+)
+def alert_sensor(context: dg.SensorEvaluationContext, notifier: Notifier) -> dg.SensorResult:
+    graph = context.repository_def.asset_graph
+    cursor = AlertCursor.parse(context.cursor)
+    alerts = [
+        *freshness_alerts(context.instance, sorted(graph.materializable_asset_keys), cursor),
+        *check_alerts(context.instance, sorted(graph.asset_check_keys), cursor),
+    ]
+    _send(context, notifier, alerts)
+    return dg.SensorResult(cursor=cursor.dump(), skip_reason=None if alerts else "Nothing to alert on.")
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts (log + notifier) on every failed run of this code location, retries included.",
+)
+def run_failure_alert(context: dg.RunFailureSensorContext, notifier: Notifier) -> None:
+    run = context.dagster_run
+    tags = run.tags
+    details = {
+        "job": run.job_name,
+        "partition": tags.get("dagster/partition") or tags.get("dagster/asset_partition_range_start"),
+        "retry_number": tags.get("dagster/retry_number", "0"),
+        "max_retries": tags.get("dagster/max_retries", "0"),
+        "assets": sorted(key.to_user_string() for key in run.asset_selection or []),
+    }
+    message = context.failure_event.message or "run failed"
+    _send(context, notifier, [Alert("run_failure", "error", run.run_id, message, details)])
+
+
+operations_sensors = [landing_sensor, user_shard_sensor, alert_sensor, run_failure_alert]
