@@ -1,0 +1,1 @@
+"""Evaluation layer: classic baselines and offline metrics against held-out purchases."""

@@ -1,0 +1,301 @@
+"""Evaluation layer: classic baselines and the offline metrics of every recommender.
+
+Every recommender (the baselines here, the LLM from the serving layer) writes its top lists
+for the test period into ``evaluation.recommendations``; ``evaluation/recommendation_metrics``
+scores all of them against the held-out purchases (what each user bought in the test period,
+the prompt dataset's definition) and writes ``marts.recommendation_metrics``.
+
+What a baseline may see (see splits.py): it is fitted on purchases before the training
+cut-off (``val_start``), and ranks for a user from the user's purchases before the test
+period, the same history the LLM's test prompt holds. Nothing on or after ``test_start`` is
+read: the SQL cuts it off before any data reaches Python.
+"""
+
+import base64
+import io
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import dagster as dg
+import pandas as pd
+
+from recsys_assets.evaluation import baselines
+from recsys_assets.evaluation.metrics import LOWER_IS_BETTER, METRICS, evaluate, relative_deltas, training_stats
+from recsys_assets.evaluation.tables import METRICS as METRICS_TABLE
+from recsys_assets.evaluation.tables import RECOMMENDATIONS, append_metrics, read_recommendations, write_recommendations
+from recsys_assets.llm_data.history import items_bought_between
+from resources.artifacts import ArtifactStore
+from resources.splits import EvaluationSplit, SplitDates
+from resources.warehouse import WAREHOUSE_POOL, Warehouse
+
+GROUP = "evaluation"
+OWNERS = ["team:ml"]
+LLM = "llm"
+LLM_RECOMMENDATIONS = dg.AssetKey(["evaluation", "llm_test_recommendations"])
+SOURCE_DEPS = [dg.AssetKey(["staging", "fct_purchases"]), dg.AssetKey(["staging", "stg_items"]), dg.AssetKey(["staging", "stg_users"])]
+# The metrics the comparison table and plot lead with.
+HEADLINE = ["hit_rate", "precision", "recall", "map", "ndcg", "revenue", "top_bias"]
+
+
+class BaselineConfig(dg.Config):
+    list_size: int = 200
+    """Items per user (the reference evaluates top-200)."""
+
+
+class RecentPopularityConfig(BaselineConfig):
+    days: int = 28
+    """Popularity window before the training cut-off (28 was best of 7/14/28 on the val split)."""
+
+
+class PersonalBaselineConfig(BaselineConfig):
+    half_life_days: float = 30.0
+    """Age at which a past purchase counts half in the user's profile (30 was best of 14/30/90 on val)."""
+
+
+class ItemToItemConfig(PersonalBaselineConfig):
+    neighbours: int = 100
+    """Most similar items kept per item."""
+
+
+class EaseConfig(PersonalBaselineConfig):
+    l2: float = 200.0
+    """Ridge strength (200-500 were best of 10/50/200/500 on val at 3k users; grows with the data)."""
+    max_items: int = 20_000
+    """Most popular training items modelled (the fit inverts a max_items^2 matrix)."""
+
+
+def load_baseline_inputs(conn, dates: SplitDates) -> baselines.BaselineInputs:
+    history_end = dates.prompt_cutoff("test")
+    purchases = conn.execute("SELECT user_id, item_id, ts FROM staging.fct_purchases WHERE ts < ?", [history_end]).df()
+    users = conn.execute("SELECT user_id FROM staging.stg_users").df()["user_id"]
+    return baselines.baseline_inputs(purchases, users, dates.train_cutoff, history_end)
+
+
+def _baseline_metadata(inputs: baselines.BaselineInputs, recommendations: pd.DataFrame, seconds: float) -> dict:
+    first_user = recommendations[recommendations["user_id"] == recommendations["user_id"].iloc[0]] if len(recommendations) else recommendations
+    return {
+        "dagster/row_count": len(recommendations),
+        "users": int(recommendations["user_id"].nunique()),
+        "distinct_items": int(recommendations["item_id"].nunique()),
+        "training_purchases": len(inputs.training),
+        "training_cutoff": str(inputs.training_end.date()),
+        "history_until": str(inputs.history_end.date()),
+        "last_event_seen": str(inputs.histories["ts"].max()) if len(inputs.histories) else "none",
+        "seconds": round(seconds, 2),
+        # As text: tabulate would print 9-digit ids in float notation.
+        "preview": dg.MetadataValue.md(first_user.head(10).round({"score": 4}).astype(str).to_markdown(index=False, disable_numparse=True)),
+    }
+
+
+Recommend = Callable[[baselines.BaselineInputs, dg.Config], pd.DataFrame]
+
+
+def baseline_asset(name: str, config_type: type[BaselineConfig], recommend: Recommend, description: str) -> dg.AssetsDefinition:
+    """A baseline asset: load what baselines may see, recommend, replace its rows."""
+
+    @dg.asset(
+        key=["evaluation", f"baseline_{name}"],
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"duckdb", "python"},
+        deps=SOURCE_DEPS,
+        pool=WAREHOUSE_POOL,
+        description=f"{description} Top lists for every user, fitted before the training cut-off, in {RECOMMENDATIONS} "
+        f"(recommender = {name!r}).",
+    )
+    def _baseline(config: config_type, warehouse: Warehouse, splits: EvaluationSplit) -> dg.MaterializeResult:
+        started = time.perf_counter()
+        with warehouse.get_connection() as conn:
+            inputs = load_baseline_inputs(conn, splits.dates(conn))
+            recommendations = recommend(inputs, config)
+            write_recommendations(conn, name, recommendations)
+        return dg.MaterializeResult(metadata=_baseline_metadata(inputs, recommendations, time.perf_counter() - started))
+
+    return _baseline
+
+
+baseline_global_popularity = baseline_asset(
+    "global_popularity",
+    BaselineConfig,
+    lambda inputs, config: baselines.global_popularity(inputs, config.list_size),
+    "The items most users bought before the cut-off, the same list for everyone.",
+)
+baseline_recent_popularity = baseline_asset(
+    "recent_popularity",
+    RecentPopularityConfig,
+    lambda inputs, config: baselines.recent_popularity(inputs, config.list_size, config.days),
+    "The items most users bought in the last weeks before the cut-off, the same list for everyone.",
+)
+baseline_item_to_item = baseline_asset(
+    "item_to_item",
+    ItemToItemConfig,
+    lambda inputs, config: baselines.item_to_item(inputs, config.list_size, config.neighbours, config.half_life_days),
+    "Items co-purchased with the user's recent purchases (cosine item-item neighbourhoods).",
+)
+baseline_ease = baseline_asset(
+    "ease",
+    EaseConfig,
+    lambda inputs, config: baselines.ease(inputs, config.list_size, config.l2, config.max_items, config.half_life_days),
+    "EASE (Steck 2019), a linear item-item autoencoder in closed form: a strong matrix-factorisation-class baseline.",
+)
+BASELINES = [baseline_global_popularity, baseline_recent_popularity, baseline_item_to_item, baseline_ease]
+
+
+class MetricsConfig(dg.Config):
+    ks: list[int] = [10, 50, 200]
+    """Cut-offs K."""
+    top_popular: int = 100
+    """N of "the N most popular training items" in top_bias and serendipity."""
+    focus_model: str = LLM
+    """The model compared with every other one; until it has recommendations, the best by NDCG at the smallest K."""
+
+
+def held_out_purchases(purchases: pd.DataFrame, dates: SplitDates) -> pd.DataFrame:
+    """``user_id, item_id, price``: each user's distinct test-period items (the prompt dataset's
+    ``items_bought_between``) with the mean price the user paid for them."""
+    start, end = dates.period("test")
+    bought = items_bought_between(purchases, start, end)
+    pairs = pd.DataFrame([(user, item) for user, items in bought.items() for item in items], columns=["user_id", "item_id"])
+    period = purchases[(purchases["ts"] >= pd.Timestamp(start)) & (purchases["ts"] < pd.Timestamp(end))]
+    paid = period.groupby(["user_id", "item_id"], as_index=False)["price"].mean()
+    return pairs.merge(paid, on=["user_id", "item_id"], how="left")
+
+
+def score_all(recommendations: pd.DataFrame, held_out: pd.DataFrame, stats, ks: list[int]) -> pd.DataFrame:
+    frames = [evaluate(recs, held_out, stats, ks).assign(model=model) for model, recs in recommendations.groupby("recommender")]
+    if not frames:
+        raise ValueError(f"{RECOMMENDATIONS} is empty: materialize the baselines (and the LLM's test recommendations) first.")
+    return pd.concat(frames, ignore_index=True)[["model", "metric", "k", "value"]]
+
+
+def focus_model(metrics: pd.DataFrame, preferred: str) -> str:
+    if preferred in set(metrics["model"]):
+        return preferred
+    first_k = metrics[(metrics["metric"] == "ndcg") & (metrics["k"] == metrics["k"].min())]
+    return str(first_k.sort_values("value", ascending=False)["model"].iloc[0])
+
+
+def metrics_markdown(metrics: pd.DataFrame, k: int) -> str:
+    table = metrics[metrics["k"] == k].pivot_table(index="metric", columns="model", values="value", aggfunc="first")
+    table = table.reindex([m for m in METRICS if m in table.index])
+    table.index = [f"{m} (lower is better)" if m in LOWER_IS_BETTER else m for m in table.index]
+    return table.to_markdown(floatfmt=".4f")
+
+
+def deltas_markdown(metrics: pd.DataFrame, model: str, ks: list[int]) -> str:
+    """``model`` vs each other model, relative, one block of rows per K (as in the reference's report)."""
+    blocks = []
+    for k in ks:
+        deltas = relative_deltas(metrics, model, k).reindex(HEADLINE).dropna(how="all")
+        deltas.index = [f"{metric}@{k}" + (" (lower is better)" if metric in LOWER_IS_BETTER else "") for metric in deltas.index]
+        blocks.append(deltas)
+    table = pd.concat(blocks)
+    if table.empty or table.shape[1] == 0:
+        return f"Only {model} has recommendations: nothing to compare with."
+    return table.map(lambda delta: "n/a" if pd.isna(delta) else f"{delta:+.1%}").to_markdown()
+
+
+def _grouped_bars(axis, table: pd.DataFrame, title: str, colours: dict[str, str]) -> None:
+    """Bars per row of ``table`` (metrics), one colour per column (models)."""
+    width = 0.8 / max(table.shape[1], 1)
+    for i, column in enumerate(table.columns):
+        axis.bar([x + i * width for x in range(len(table))], table[column].fillna(0.0), width, label=column, color=colours[column])
+    axis.set_xticks([x + 0.4 - width / 2 for x in range(len(table))], table.index, rotation=30, ha="right")
+    axis.set_title(title)
+
+
+def comparison_plot(metrics: pd.DataFrame, ks: list[int], focus: str) -> bytes:
+    """PNG: a panel per K with the headline metrics per model, and a last panel with the
+    focus model's relative deltas against each other model at the smallest K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted(metrics["model"].unique(), key=lambda m: (m != focus, m))
+    colours = {model: f"C{i}" for i, model in enumerate(models)}  # one colour per model in every panel
+    shown = [m for m in HEADLINE if m != "revenue"]  # revenue is money, off the 0-1 scale
+    figure, axes = plt.subplots(1, len(ks) + 1, figsize=(5.5 * (len(ks) + 1), 4.2), squeeze=False)
+    for axis, k in zip(axes[0], ks):
+        table = metrics[metrics["k"] == k].pivot_table(index="metric", columns="model", values="value", aggfunc="first")
+        _grouped_bars(axis, table.reindex(index=shown, columns=models), f"@{k}", colours)
+        axis.set_ylim(0, 1)
+    axes[0][0].legend(fontsize=8)
+    deltas = relative_deltas(metrics, focus, min(ks)).reindex(HEADLINE) * 100
+    _grouped_bars(axes[0][-1], deltas, f"{focus} vs others @{min(ks)}: relative delta, %", colours)
+    axes[0][-1].axhline(0, color="black", linewidth=0.8)
+    if deltas.shape[1]:
+        axes[0][-1].legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _llm_raw_valid_id_rate(instance: dg.DagsterInstance) -> float | None:
+    """The LLM's valid-id rate before invalid ids were dropped, as its asset reported it."""
+    event = instance.get_latest_materialization_event(LLM_RECOMMENDATIONS)
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return metadata["valid_id_rate"].value if "valid_id_rate" in metadata else None
+
+
+@dg.asset(
+    key=["evaluation", "recommendation_metrics"],
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"duckdb", "python"},
+    deps=[*(b.key for b in BASELINES), LLM_RECOMMENDATIONS, *SOURCE_DEPS],
+    pool=WAREHOUSE_POOL,
+    description=(
+        f"Scores every recommender in {RECOMMENDATIONS} against the test period's purchases at each K: HitRate, "
+        "Precision, Recall, MAP, NDCG, Revenue, Top bias, Recall by category, Novelty, Serendipity, coverage, valid-id "
+        f"rate (definitions: recsys_assets/evaluation/metrics.py). Appends to {METRICS_TABLE}; the metadata compares "
+        "the LLM with each baseline."
+    ),
+)
+def recommendation_metrics(
+    context: dg.AssetExecutionContext, config: MetricsConfig, warehouse: Warehouse, splits: EvaluationSplit, artifacts: ArtifactStore
+) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    evaluated_at = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    with warehouse.get_connection() as conn:
+        dates = splits.dates(conn)
+        purchases = conn.execute("SELECT user_id, item_id, ts, price FROM staging.fct_purchases").df()
+        items = conn.execute("SELECT item_id, category_id FROM staging.stg_items").df()
+        recommendations = read_recommendations(conn)
+        held_out = held_out_purchases(purchases, dates)
+        stats = training_stats(purchases[purchases["ts"] < pd.Timestamp(dates.train_cutoff)], items, config.top_popular)
+        metrics = score_all(recommendations, held_out, stats, config.ks)
+        append_metrics(conn, metrics, evaluated_at)
+
+    focus = focus_model(metrics, config.focus_model)
+    png = comparison_plot(metrics, config.ks, focus)
+    plot_path = artifacts.path("evaluation", evaluated_at.strftime("%Y%m%dT%H%M%S"), "comparison.png")
+    plot_path.write_bytes(png)
+    headline = metrics[metrics["metric"].isin(["hit_rate", "ndcg"]) & (metrics["k"] == min(config.ks))]
+    raw_valid = _llm_raw_valid_id_rate(context.instance)
+    context.log.info(f"Scored {metrics['model'].nunique()} recommenders on {held_out['user_id'].nunique()} test users")
+    return dg.MaterializeResult(
+        metadata={
+            "evaluated_at": str(evaluated_at),
+            "models": dg.MetadataValue.json(sorted(metrics["model"].unique())),
+            "test_period": f"{dates.test_start} .. {dates.end}",
+            "test_users": int(held_out["user_id"].nunique()),
+            "held_out_items_per_user": round(len(held_out) / max(held_out["user_id"].nunique(), 1), 2),
+            "dagster/row_count": len(metrics),
+            "compared_model": focus,
+            **{f"{row.model}/{row.metric}@{row.k}": float(row.value) for row in headline.itertuples()},
+            **({"llm/raw_valid_id_rate": raw_valid} if raw_valid is not None else {}),
+            f"metrics@{min(config.ks)}": dg.MetadataValue.md(metrics_markdown(metrics, min(config.ks))),
+            f"metrics@{max(config.ks)}": dg.MetadataValue.md(metrics_markdown(metrics, max(config.ks))),
+            "relative_deltas": dg.MetadataValue.md(f"**{focus}** vs each model (relative)\n\n" + deltas_markdown(metrics, focus, config.ks)),
+            "comparison_plot": dg.MetadataValue.md(f"![comparison](data:image/png;base64,{base64.b64encode(png).decode()})"),
+            "plot_path": dg.MetadataValue.path(str(plot_path)),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+    )
+
+
+evaluation_assets = [*BASELINES, recommendation_metrics]
