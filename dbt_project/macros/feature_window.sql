@@ -5,5 +5,5 @@
 {%- endmacro %}
 
 {% macro feature_window_start() -%}
-    ({{ feature_window_end() }} - interval {{ var('history_days') }} day)
+    {{ recsys_days_before(feature_window_end(), var('history_days')) }}
 {%- endmacro %}

@@ -27,7 +27,7 @@ open_intent as (
 
 select
     user_id,
-    coalesce(list_slice(list(item_id order by added_at desc, item_id) filter (where source = 'wishlist'), 1, {{ var('intent_max_items') }}), []) as wishlist_item_ids,
-    coalesce(list_slice(list(item_id order by added_at desc, item_id) filter (where source = 'cart'), 1, {{ var('intent_max_items') }}), []) as cart_item_ids
+    coalesce({{ recsys_list_slice(recsys_list_agg_ordered('item_id', 'added_at desc, item_id', filter="source = 'wishlist'"), 1, var('intent_max_items')) }}, {{ recsys_empty_list() }}) as wishlist_item_ids,
+    coalesce({{ recsys_list_slice(recsys_list_agg_ordered('item_id', 'added_at desc, item_id', filter="source = 'cart'"), 1, var('intent_max_items')) }}, {{ recsys_empty_list() }}) as cart_item_ids
 from open_intent
 group by user_id
