@@ -38,8 +38,8 @@ LOG_EVERY = 10
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gpu_jobs.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", required=True, help="prompt dataset folder, datasets/<version> (relative to the artifact store)")
-    parser.add_argument("--tokenizer", required=True, help="id tokenizer folder, tokenizers/<version>")
+    parser.add_argument("--dataset", required=True, help="prompt dataset folder: datasets/<version> in the artifact store, or absolute")
+    parser.add_argument("--tokenizer", required=True, help="id tokenizer folder: tokenizers/<version> in the artifact store, or absolute")
     parser.add_argument(
         "--artifacts-root",
         default=None,
@@ -282,16 +282,18 @@ def publish(staging: Path, final: Path) -> None:
     staging.rename(final)
 
 
-def metadata(record: dict, final: Path, relative: str) -> dict:
+def metadata(record: dict, final: Path) -> dict:
+    """Materialization metadata in pipes form; ``path`` as the orchestrator sees the store."""
     png = (final / "loss_curve.png").read_bytes()
+    # Embedded, so the plot shows in the Dagster UI without access to the artifact volume.
     image = f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})"
     scalars = {k: v for k, v in record.items() if not isinstance(v, (list, dict))}
     return {
         **scalars,
-        "path": {"raw_value": relative, "type": "text"},
-        "local_path": {"raw_value": str(final), "type": "path"},
-        "val_loss_curve": {"raw_value": dict(record["val_loss_curve"]), "type": "json"},
+        "path": {"raw_value": str(final), "type": "path"},
+        "val_loss_curve": {"raw_value": {str(step): loss for step, loss in record["val_loss_curve"]}, "type": "json"},
         "loss_curve": {"raw_value": image, "type": "md"},
+        "loss_curve_png": {"raw_value": str(final / "loss_curve.png"), "type": "path"},
     }
 
 
@@ -324,8 +326,7 @@ def run(context, args: argparse.Namespace) -> dict:
 
     history = fit(model, train, val, config, tokenizer.pad_token_id, device, context.log)
 
-    relative = f"models/{version}"
-    final = root / relative
+    final = root / "models" / version
     staging = final.with_name(f".{version}.staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     record = {
@@ -372,7 +373,7 @@ def run(context, args: argparse.Namespace) -> dict:
     (staging / "metrics.json").write_text(json.dumps(record, indent=2))
     publish(staging, final)
     context.log.info(f"wrote {final}: val loss {record['val_loss_start']:.4f} -> {record['val_loss_end']:.4f}")
-    context.report_asset_materialization(metadata=metadata(record, final, relative), data_version=version)
+    context.report_asset_materialization(metadata=metadata(record, final), data_version=version)
     return record
 
 

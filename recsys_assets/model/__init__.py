@@ -1,0 +1,1 @@
+"""Model layer: the fine-tuned recommender LM, trained as a GPU job."""
