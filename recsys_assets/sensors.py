@@ -208,7 +208,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, notifier: Notifier) -
         "partition": tags.get("dagster/partition") or tags.get("dagster/asset_partition_range_start"),
         "retry_number": tags.get("dagster/retry_number", "0"),
         "max_retries": tags.get("dagster/max_retries", "0"),
-        "assets": sorted(key.to_user_string() for key in run.asset_selection or []),
+        "failed_steps": [event.step_key for event in context.get_step_failure_events()],
     }
     message = context.failure_event.message or "run failed"
     _send(context, notifier, [Alert("run_failure", "error", run.run_id, message, details)])

@@ -1,0 +1,233 @@
+"""Operations in process: layer policies, the landing sensor, automation conditions, alerts.
+
+The same sensors run under the real dagster-daemon in tests/test_operations_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from datetime import date, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from recsys_assets.automation import LAYER_POLICIES, automation_sensors
+from recsys_assets.definitions import defs
+from recsys_assets.sensors import EVENT_KEYS, SNAPSHOT_KEYS, alert_sensor, landing_sensor, run_failure_alert
+from resources.landing import LandingZone
+from resources.notifier import Notifier
+from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
+
+TINY = MarketplaceSpec(users=60, items=150, days=4, end_date=date(2026, 6, 30), seed=5)
+SENSOR_DRIVEN = set(EVENT_KEYS)  # event days are started by the landing sensor
+
+
+def specs() -> list[dg.AssetSpec]:
+    return list(defs.resolve_all_asset_specs())
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", specs(), ids=lambda spec: spec.key.to_user_string())
+def test_every_asset_has_its_layers_freshness_policy_and_a_trigger(spec):
+    assert spec.group_name in LAYER_POLICIES, f"add a LayerPolicy for group {spec.group_name!r} in recsys_assets/automation.py"
+    assert spec.freshness_policy == LAYER_POLICIES[spec.group_name].freshness
+    assert spec.automation_condition is not None or spec.key in SENSOR_DRIVEN
+
+
+def test_the_cadences_per_layer():
+    fail = {group: policy.freshness.fail_window.to_timedelta() for group, policy in LAYER_POLICIES.items()}
+    assert fail["ingest"] == timedelta(days=2)  # a day late is a failure
+    assert fail["model"] == timedelta(days=8)  # retrained weekly
+    assert fail["serving"] == fail["marts"] == timedelta(days=2)  # refreshed daily
+
+
+def test_automation_sensors_cover_every_layer_and_tag_their_runs_with_retries():
+    sensors = automation_sensors()
+    graph = defs.resolve_asset_graph()
+    targeted = [key for sensor in sensors for key in sensor.asset_selection.resolve(graph)]
+    assert sorted(targeted) == sorted(graph.materializable_asset_keys)  # each asset by exactly one sensor
+    assert all(int(sensor.run_tags["dagster/max_retries"]) >= 1 for sensor in sensors)
+
+
+# --- landing sensor -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def landing(tmp_path) -> Path:
+    write_landing(generate(TINY), TINY, tmp_path / "landing")
+    return tmp_path / "landing"
+
+
+def report_loaded(instance: dg.DagsterInstance, days: list[str]) -> None:
+    for key in SNAPSHOT_KEYS.values():
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    for day in days:
+        for key in EVENT_KEYS:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=day))
+
+
+def drop_day(landing: Path, day: date) -> None:
+    """A copy of the newest day's events, moved to ``day``."""
+    for table in ("purchases", "wishlist", "cart"):
+        newest = sorted((landing / table).iterdir())[-1]
+        events = pd.read_parquet(newest)
+        events["ts"] = events["ts"] + (pd.Timestamp(day) - pd.Timestamp(newest.stem))
+        events.to_parquet(landing / table / f"{day}.parquet", index=False)
+
+
+def evaluate_landing_sensor(instance, landing: Path) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=instance, resources={"landing": LandingZone(path=str(landing))})
+    return landing_sensor(context)
+
+
+def test_landing_sensor_requests_exactly_the_new_day(landing):
+    instance = dg.DagsterInstance.ephemeral()
+    loaded = [str(TINY.start_date + timedelta(days=i)) for i in range(TINY.days)]
+    report_loaded(instance, loaded)
+    assert evaluate_landing_sensor(instance, landing).run_requests == []
+
+    new_day = TINY.end_date + timedelta(days=1)
+    drop_day(landing, new_day)
+    [request] = evaluate_landing_sensor(instance, landing).run_requests
+    assert request.partition_key == str(new_day)
+    assert set(request.asset_selection) == set(EVENT_KEYS)  # snapshots unchanged: not reloaded
+    assert request.tags["dagster/max_retries"] == "1"
+
+
+def test_landing_sensor_reloads_changed_snapshots_with_the_day_and_skips_incomplete_days(landing):
+    instance = dg.DagsterInstance.ephemeral()
+    report_loaded(instance, [str(TINY.start_date + timedelta(days=i)) for i in range(TINY.days - 1)])
+    shutil.copy(landing / "users.parquet", landing / "users.tmp")
+    (landing / "users.tmp").replace(landing / "users.parquet")  # a re-delivered snapshot
+    drop_day(landing, date.today())  # today is not over: no partition yet
+
+    [request] = evaluate_landing_sensor(instance, landing).run_requests
+    assert request.partition_key == str(TINY.end_date)
+    assert set(request.asset_selection) == {SNAPSHOT_KEYS["users"], *EVENT_KEYS}
+
+
+# --- automation conditions ------------------------------------------------------------------
+
+
+def test_new_data_flows_downstream_eagerly_and_a_new_shard_gets_filled():
+    instance = dg.DagsterInstance.ephemeral()
+    for key in (*SNAPSHOT_KEYS.values(), dg.AssetKey(["staging", "stg_items"]), dg.AssetKey(["staging", "stg_users"])):
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    now = datetime(2026, 7, 1, 2, 0, tzinfo=timezone.utc)
+    first = dg.evaluate_automation_conditions(defs, instance, evaluation_time=now)
+    assert first.total_requested == 0  # turning the sensor on does not rebuild the world
+
+    day = "2026-06-15"  # not the latest day: a late day flows through too
+    for key in EVENT_KEYS:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=day))
+    instance.add_dynamic_partitions("user_shards", ["u0000000000000000000-0000000000199999999"])
+    second = dg.evaluate_automation_conditions(defs, instance, evaluation_time=now + timedelta(minutes=1), cursor=first.cursor)
+
+    assert second.get_requested_partitions(dg.AssetKey(["staging", "fct_purchases"])) == {day}
+    assert second.get_num_requested(dg.AssetKey(["staging", "stg_wishlist"])) == 1
+    assert second.get_requested_partitions(dg.AssetKey(["serving", "shard_users"])) == {"u0000000000000000000-0000000000199999999"}
+    assert second.get_num_requested(dg.AssetKey(["raw", "users"])) == 0  # snapshots wait for their cron
+
+    # A daily partition and an unpartitioned asset cannot share a run: the next tick follows.
+    instance.report_runless_asset_event(dg.AssetMaterialization(dg.AssetKey(["staging", "fct_purchases"]), partition=day))
+    third = dg.evaluate_automation_conditions(defs, instance, evaluation_time=now + timedelta(minutes=2), cursor=second.cursor)
+    for key in (["features", "user_features"], ["features", "user_purchase_histories"], ["candidates", "item_vectors"]):
+        assert third.get_num_requested(dg.AssetKey(key)) == 1, key
+
+
+def test_snapshots_reload_on_the_nightly_cron():
+    instance = dg.DagsterInstance.ephemeral()
+    before = datetime(2026, 7, 1, 0, 30, tzinfo=timezone.utc)
+    first = dg.evaluate_automation_conditions(defs, instance, evaluation_time=before)
+    after = dg.evaluate_automation_conditions(defs, instance, evaluation_time=before + timedelta(hours=1), cursor=first.cursor)
+    assert after.get_num_requested(dg.AssetKey(["raw", "users"])) == 1
+    assert after.get_num_requested(dg.AssetKey(["raw", "purchases"])) == 0
+
+
+# --- alerts ---------------------------------------------------------------------------------
+
+
+class Webhook:
+    """A local incoming-webhook endpoint on 127.0.0.1 that records what it receives."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/recsys"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+@dg.asset(key=["drill", "checked"], check_specs=[dg.AssetCheckSpec("row_count_positive", asset=["drill", "checked"])])
+def checked_asset():
+    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(passed=False, description="0 rows", metadata={"rows": 0})])
+
+
+@dg.asset(key=["drill", "broken"])
+def broken_asset():
+    raise RuntimeError("the export server went away")
+
+
+def read_alerts(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_failed_asset_check_alerts_once_to_the_file_and_the_webhook(tmp_path, webhook):
+    notifier = Notifier(path=str(tmp_path / "alerts.log"), webhook_url=webhook.url)
+    drill = dg.Definitions(assets=[checked_asset], sensors=[alert_sensor], resources={"notifier": notifier})
+    instance = dg.DagsterInstance.ephemeral()
+    dg.materialize([checked_asset], instance=instance)
+
+    def tick(cursor=None) -> dg.SensorResult:
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=drill.get_repository_def(), resources={"notifier": notifier})
+        return alert_sensor(context)
+
+    first = tick()
+    [alert] = read_alerts(tmp_path / "alerts.log")
+    assert (alert["kind"], alert["subject"], alert["severity"]) == ("asset_check", "drill/checked:row_count_positive", "error")
+    assert alert["details"]["metadata"] == {"rows": 0}
+    assert webhook.received == [alert]
+    tick(first.cursor)  # nothing new: no second alert
+    assert len(read_alerts(tmp_path / "alerts.log")) == 1
+
+
+def test_a_failed_run_alerts_with_its_retry_state(tmp_path):
+    notifier = Notifier(path=str(tmp_path / "alerts.log"))
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([broken_asset], instance=instance, raise_on_error=False, tags={"dagster/max_retries": "2"})
+    failure = next(event for event in result.all_events if event.event_type_value == "PIPELINE_FAILURE")
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert", dagster_instance=instance, dagster_run=result.dagster_run, dagster_event=failure,
+        resources={"notifier": notifier},
+    ).for_run_failure()
+    run_failure_alert(context)
+    [alert] = read_alerts(tmp_path / "alerts.log")
+    assert (alert["kind"], alert["subject"]) == ("run_failure", result.run_id)
+    assert alert["details"]["max_retries"] == "2" and alert["details"]["failed_steps"] == ["drill__broken"]
