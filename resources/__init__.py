@@ -3,6 +3,7 @@
 from resources import settings
 from resources.artifacts import ArtifactStore
 from resources.dbt import dbt_resource
+from resources.gpu_jobs import gpu_job_runner
 from resources.landing import LandingZone
 from resources.notifier import notifier_resource
 from resources.splits import EvaluationSplit
@@ -12,11 +13,13 @@ from resources.warehouse import warehouse_resource
 def default_resources() -> dict:
     """Resources for the embedded default, resolved from RECSYS_HOME / RECSYS_LANDING_DIR now."""
     warehouse = warehouse_resource()
+    artifacts = ArtifactStore(root=str(settings.artifacts_dir()))
     return {
         "warehouse": warehouse,
         "landing": LandingZone(path=str(settings.landing_dir())),
         "dbt": dbt_resource(warehouse.database),
-        "artifacts": ArtifactStore(root=str(settings.artifacts_dir())),
+        "artifacts": artifacts,
+        "gpu_jobs": gpu_job_runner(artifacts),  # RECSYS_GPU_MODE: local subprocess or Kubernetes pod
         "splits": EvaluationSplit(),
         "notifier": notifier_resource(),
     }
