@@ -1,0 +1,198 @@
+"""Generate recommendations for a set of users with an inference engine (a GPU job).
+
+    python -m gpu_jobs.generate --engine-dir ENGINE --prompts prompts.parquet \\
+        --catalog items.parquet [--bought purchases.parquet] --output recs.parquet
+
+Reads prompts (``user_id, prompt``), samples ``--chains`` chains per user, merges them into
+one ranked list of unique catalog items (``gpu_jobs.inference.merge``) and writes
+``user_id, rank, item_id, score, chains_with_item`` to ``--output`` atomically (a complete
+file or none). Under dagster-pipes it streams progress logs and reports the materialization
+metadata; run by hand it logs to stderr and prints the metadata as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gpu_jobs.inference.backends import BACKENDS, open_engine
+from gpu_jobs.inference.engine import GenerationBackend, SamplingConfig
+from gpu_jobs.inference.merge import MergeCounts, merge_chains
+from gpu_jobs.inference.reporting import JobReporter, job_reporter
+from gpu_jobs.prompt_format import generation_prefix
+
+OUTPUT_SCHEMA = pa.schema(
+    [("user_id", pa.int64()), ("rank", pa.int32()), ("item_id", pa.int64()), ("score", pa.float64()), ("chains_with_item", pa.int32())]
+)
+
+
+@dataclass(frozen=True)
+class Users:
+    user_ids: list[int]
+    prompts: list[str]
+
+
+@dataclass
+class Progress:
+    users: int = 0
+    users_without_items: int = 0
+    counts: MergeCounts = dataclasses.field(default_factory=MergeCounts)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    defaults = SamplingConfig()
+    parser = argparse.ArgumentParser(prog="python -m gpu_jobs.generate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engine-dir", type=Path, required=True, help="engine folder from gpu_jobs.build_engine")
+    parser.add_argument(
+        "--backend", choices=sorted(BACKENDS), help="default: the engine's manifest; name it to use a plain HF checkpoint folder"
+    )
+    parser.add_argument("--prompts", type=Path, required=True, help="parquet with columns user_id, prompt")
+    parser.add_argument("--catalog", type=Path, required=True, help="parquet with column item_id: the ids that may be recommended")
+    parser.add_argument("--bought", type=Path, help="parquet with columns user_id, item_id: items each user already bought")
+    parser.add_argument("--include-bought", action="store_true", help="keep already-bought items (default: exclude them)")
+    parser.add_argument("--output", type=Path, required=True, help="parquet to write: user_id, rank, item_id, score, chains_with_item")
+    parser.add_argument("--chains", type=int, default=defaults.chains, help="independent sampled chains per user")
+    parser.add_argument("--top-p", type=float, default=defaults.top_p)
+    parser.add_argument("--top-k", type=int, default=defaults.top_k)
+    parser.add_argument("--temperature", type=float, default=defaults.temperature)
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="maximum tokens per chain")
+    parser.add_argument("--seed", type=int, help="fixes the sampling (reproducible runs)")
+    parser.add_argument("--max-items", type=int, help="keep the top N merged items per user (default: all)")
+    parser.add_argument("--batch-size", type=int, default=32, help="users per forward batch")
+    parser.add_argument("--report-every", type=int, default=8, help="batches between progress logs")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores available)")
+    return parser.parse_args(argv)
+
+
+def sampling_from(args: argparse.Namespace) -> SamplingConfig:
+    return SamplingConfig(
+        chains=args.chains,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
+
+
+def read_users(path: Path) -> Users:
+    table = pq.read_table(path, columns=["user_id", "prompt"])
+    user_ids = table.column("user_id").to_pylist()
+    prompts = table.column("prompt").to_pylist()
+    if len(set(user_ids)) != len(user_ids):
+        raise ValueError(f"{path}: user_id must be unique, one prompt per user")
+    if None in user_ids or None in prompts:
+        raise ValueError(f"{path}: user_id and prompt must not be null")
+    # Similar prompt lengths in one batch: the shared prefill covers the batch's shortest
+    # prompt, every further prompt token is decoded once per chain.
+    order = sorted(range(len(user_ids)), key=lambda i: len(prompts[i]))
+    return Users([user_ids[i] for i in order], [prompts[i] for i in order])
+
+
+def read_catalog(path: Path) -> frozenset[int]:
+    return frozenset(pq.read_table(path, columns=["item_id"]).column("item_id").to_pylist())
+
+
+def read_bought(path: Path | None) -> dict[int, set[int]]:
+    bought: dict[int, set[int]] = {}
+    if path is None:
+        return bought
+    table = pq.read_table(path, columns=["user_id", "item_id"])
+    for user_id, item_id in zip(table.column("user_id").to_pylist(), table.column("item_id").to_pylist()):
+        bought.setdefault(user_id, set()).add(item_id)
+    return bought
+
+
+def chunks(users: Users, size: int) -> Iterator[tuple[int, Users]]:
+    for index, start in enumerate(range(0, len(users.user_ids), size)):
+        yield index, Users(users.user_ids[start : start + size], users.prompts[start : start + size])
+
+
+def chunk_sampling(sampling: SamplingConfig, chunk_index: int) -> SamplingConfig:
+    """A seeded run stays reproducible without replaying one random stream for every chunk."""
+    return sampling if sampling.seed is None else dataclasses.replace(sampling, seed=sampling.seed + chunk_index)
+
+
+def generate_recommendations(
+    backend: GenerationBackend, users: Users, catalog: frozenset[int], bought: dict[int, set[int]], args: argparse.Namespace, reporter: JobReporter
+) -> tuple[dict[str, list], Progress]:
+    sampling = sampling_from(args)
+    columns: dict[str, list] = {name: [] for name in OUTPUT_SCHEMA.names}
+    progress = Progress()
+    started = time.perf_counter()
+    for index, chunk in chunks(users, args.batch_size * args.report_every):
+        completions = backend.generate([generation_prefix(p) for p in chunk.prompts], chunk_sampling(sampling, index), args.batch_size)
+        for user_id, chains in zip(chunk.user_ids, completions):
+            merged = merge_chains(
+                chains, catalog, bought.get(user_id, ()), exclude_bought=not args.include_bought, max_items=args.max_items
+            )
+            for item in merged.items:
+                for name, value in zip(OUTPUT_SCHEMA.names, (user_id, item.rank, item.item_id, item.score, item.chains_with_item)):
+                    columns[name].append(value)
+            progress.counts += merged.counts
+            progress.users_without_items += not merged.items
+        progress.users += len(chunk.user_ids)
+        elapsed = time.perf_counter() - started
+        reporter.log(
+            f"{progress.users}/{len(users.user_ids)} users, {progress.users / elapsed:.2f} users/s, "
+            f"valid-id rate {progress.counts.valid_id_rate:.3f}"
+        )
+    return columns, progress
+
+
+def write_atomically(columns: dict[str, list], path: Path) -> None:
+    """Write next to the target and rename: readers see the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    pq.write_table(pa.table(columns, schema=OUTPUT_SCHEMA), partial)
+    os.replace(partial, path)
+
+
+def run(args: argparse.Namespace, reporter: JobReporter) -> dict:
+    users = read_users(args.prompts)
+    catalog = read_catalog(args.catalog)
+    bought = read_bought(args.bought)
+    reporter.log(f"{len(users.user_ids)} users, {len(catalog)} catalog items; loading engine {args.engine_dir}")
+    backend = open_engine(args.engine_dir, args.backend, threads=args.threads)
+    started = time.perf_counter()
+    columns, progress = generate_recommendations(backend, users, catalog, bought, args, reporter)
+    seconds = time.perf_counter() - started
+    write_atomically(columns, args.output)
+    counts = progress.counts
+    metadata = {
+        "backend": backend.name,
+        "engine_dir": str(args.engine_dir),
+        "users": progress.users,
+        "rows": len(columns["user_id"]),
+        "users_without_recommendations": progress.users_without_items,
+        "mean_items_per_user": round(counts.unique_items / progress.users, 2) if progress.users else 0.0,
+        "generated_ids": counts.generated_ids,
+        "valid_ids": counts.valid_ids,
+        "invalid_ids_dropped": counts.invalid_ids,
+        "valid_id_rate": round(counts.valid_id_rate, 4),
+        "bought_items_excluded": counts.excluded_bought,
+        "generation_seconds": round(seconds, 2),
+        "users_per_second": round(progress.users / seconds, 3) if seconds else 0.0,
+        "sampling": dataclasses.asdict(sampling_from(args)),
+        "output": str(args.output),
+    }
+    reporter.materialization(metadata)
+    return metadata
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    with job_reporter("gpu_jobs.generate") as reporter:
+        run(args, reporter)
+
+
+if __name__ == "__main__":
+    main()
