@@ -67,7 +67,10 @@ class EaseConfig(PersonalBaselineConfig):
 
 def load_baseline_inputs(conn, dates: SplitDates) -> baselines.BaselineInputs:
     history_end = dates.prompt_cutoff("test")
-    purchases = conn.execute("SELECT user_id, item_id, ts FROM staging.fct_purchases WHERE ts < ?", [history_end]).df()
+    # Ordered, so that the same events give bit-identical scores (float sums in a fixed order).
+    purchases = conn.execute(
+        "SELECT user_id, item_id, ts FROM staging.fct_purchases WHERE ts < ? ORDER BY user_id, ts, item_id", [history_end]
+    ).df()
     users = conn.execute("SELECT user_id FROM staging.stg_users").df()["user_id"]
     return baselines.baseline_inputs(purchases, users, dates.train_cutoff, history_end)
 
@@ -259,7 +262,7 @@ def recommendation_metrics(
     context: dg.AssetExecutionContext, config: MetricsConfig, warehouse: Warehouse, splits: EvaluationSplit, artifacts: ArtifactStore
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
-    evaluated_at = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    evaluated_at = datetime.now(timezone.utc).replace(tzinfo=None)
     with warehouse.get_connection() as conn:
         dates = splits.dates(conn)
         purchases = conn.execute("SELECT user_id, item_id, ts, price FROM staging.fct_purchases").df()
