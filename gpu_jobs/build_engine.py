@@ -16,8 +16,10 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from dagster_pipes import PipesContext
+
 from gpu_jobs.inference.backends import BACKENDS, backend_by_name
-from gpu_jobs.inference.reporting import JobReporter, job_reporter
+from gpu_jobs.job_context import ConsoleContext, job_context
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -39,24 +41,24 @@ def replace_directory(staging: Path, target: Path) -> None:
     staging.rename(target)
 
 
-def run(args: argparse.Namespace, reporter: JobReporter) -> dict:
+def run(args: argparse.Namespace, context: PipesContext | ConsoleContext) -> dict:
     backend = backend_by_name(args.backend)
     staging = args.out_dir.with_name(f".{args.out_dir.name}.building")
     if staging.exists():
         shutil.rmtree(staging)  # left by a build that crashed
     staging.parent.mkdir(parents=True, exist_ok=True)
-    reporter.log(f"preparing a {backend.name} engine from {args.model_dir} into {args.out_dir}")
+    context.log.info(f"preparing a {backend.name} engine from {args.model_dir} into {args.out_dir}")
     info = backend.prepare(args.model_dir, staging, args.precision)
     replace_directory(staging, args.out_dir)
     metadata = {**dataclasses.asdict(info), "engine_dir": str(args.out_dir), "size_mb": round(info.size_bytes / 2**20, 2)}
-    reporter.materialization(metadata)
+    context.report_asset_materialization(metadata=metadata)
     return metadata
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    with job_reporter("gpu_jobs.build_engine") as reporter:
-        run(args, reporter)
+    with job_context() as context:
+        run(args, context)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from dagster_pipes import PipesContext
 
 from gpu_jobs.inference.backends import BACKENDS, open_engine
 from gpu_jobs.inference.engine import GenerationBackend, SamplingConfig
 from gpu_jobs.inference.merge import MergeCounts, merge_chains
-from gpu_jobs.inference.reporting import JobReporter, job_reporter
+from gpu_jobs.job_context import ConsoleContext, job_context
 from gpu_jobs.prompt_format import generation_prefix
 
 OUTPUT_SCHEMA = pa.schema(
@@ -44,6 +45,7 @@ class Users:
 class Progress:
     users: int = 0
     users_without_items: int = 0
+    generated_tokens: int = 0
     counts: MergeCounts = dataclasses.field(default_factory=MergeCounts)
 
 
@@ -122,15 +124,21 @@ def chunk_sampling(sampling: SamplingConfig, chunk_index: int) -> SamplingConfig
 
 
 def generate_recommendations(
-    backend: GenerationBackend, users: Users, catalog: frozenset[int], bought: dict[int, set[int]], args: argparse.Namespace, reporter: JobReporter
+    backend: GenerationBackend,
+    users: Users,
+    catalog: frozenset[int],
+    bought: dict[int, set[int]],
+    args: argparse.Namespace,
+    context: PipesContext | ConsoleContext,
 ) -> tuple[dict[str, list], Progress]:
     sampling = sampling_from(args)
     columns: dict[str, list] = {name: [] for name in OUTPUT_SCHEMA.names}
     progress = Progress()
     started = time.perf_counter()
     for index, chunk in chunks(users, args.batch_size * args.report_every):
-        completions = backend.generate([generation_prefix(p) for p in chunk.prompts], chunk_sampling(sampling, index), args.batch_size)
-        for user_id, chains in zip(chunk.user_ids, completions):
+        generations = backend.generate([generation_prefix(p) for p in chunk.prompts], chunk_sampling(sampling, index), args.batch_size)
+        progress.generated_tokens += generations.generated_tokens
+        for user_id, chains in zip(chunk.user_ids, generations.chains):
             merged = merge_chains(
                 chains, catalog, bought.get(user_id, ()), exclude_bought=not args.include_bought, max_items=args.max_items
             )
@@ -141,7 +149,7 @@ def generate_recommendations(
             progress.users_without_items += not merged.items
         progress.users += len(chunk.user_ids)
         elapsed = time.perf_counter() - started
-        reporter.log(
+        context.log.info(
             f"{progress.users}/{len(users.user_ids)} users, {progress.users / elapsed:.2f} users/s, "
             f"valid-id rate {progress.counts.valid_id_rate:.3f}"
         )
@@ -156,14 +164,14 @@ def write_atomically(columns: dict[str, list], path: Path) -> None:
     os.replace(partial, path)
 
 
-def run(args: argparse.Namespace, reporter: JobReporter) -> dict:
+def run(args: argparse.Namespace, context: PipesContext | ConsoleContext) -> dict:
     users = read_users(args.prompts)
     catalog = read_catalog(args.catalog)
     bought = read_bought(args.bought)
-    reporter.log(f"{len(users.user_ids)} users, {len(catalog)} catalog items; loading engine {args.engine_dir}")
+    context.log.info(f"{len(users.user_ids)} users, {len(catalog)} catalog items; loading engine {args.engine_dir}")
     backend = open_engine(args.engine_dir, args.backend, threads=args.threads)
     started = time.perf_counter()
-    columns, progress = generate_recommendations(backend, users, catalog, bought, args, reporter)
+    columns, progress = generate_recommendations(backend, users, catalog, bought, args, context)
     seconds = time.perf_counter() - started
     write_atomically(columns, args.output)
     counts = progress.counts
@@ -181,17 +189,19 @@ def run(args: argparse.Namespace, reporter: JobReporter) -> dict:
         "bought_items_excluded": counts.excluded_bought,
         "generation_seconds": round(seconds, 2),
         "users_per_second": round(progress.users / seconds, 3) if seconds else 0.0,
+        "generated_tokens": progress.generated_tokens,
+        "generated_tokens_per_second": round(progress.generated_tokens / seconds, 1) if seconds else 0.0,
         "sampling": dataclasses.asdict(sampling_from(args)),
         "output": str(args.output),
     }
-    reporter.materialization(metadata)
+    context.report_asset_materialization(metadata=metadata)
     return metadata
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    with job_reporter("gpu_jobs.generate") as reporter:
-        run(args, reporter)
+    with job_context() as context:
+        run(args, context)
 
 
 if __name__ == "__main__":

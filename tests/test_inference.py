@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from gpu_jobs.inference.backends import (
     CTranslate2Backend,
@@ -28,10 +29,11 @@ from gpu_jobs.inference.backends import (
     backend_by_name,
     open_engine,
 )
-from gpu_jobs.inference.engine import ENGINE_MANIFEST, EngineInfo, SamplingConfig
+from gpu_jobs.inference.engine import ENGINE_MANIFEST, EngineInfo, Generations, SamplingConfig
 from gpu_jobs.inference.merge import MergeCounts, merge_chains
-from gpu_jobs.inference.random_model import build_id_tokenizer, random_llama, save_checkpoint
+from gpu_jobs.inference.random_model import LlamaShape, random_llama, save_checkpoint
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix, parse_item_ids
+from recsys_assets.llm_data.tokenization import train_id_tokenizer
 
 PROJECT = Path(__file__).resolve().parent.parent
 # Long enough to learn the shape of an id list, short enough that many ids are still wrong.
@@ -116,8 +118,8 @@ def market() -> ToyMarket:
 
 @pytest.fixture(scope="module")
 def merged_model(tmp_path_factory, market) -> Path:
-    tokenizer = build_id_tokenizer()
-    model = random_llama(tokenizer, layers=2, hidden=64, intermediate=128, heads=4)
+    tokenizer = train_id_tokenizer("grouped", [generation_prefix(u.prompt) + format_item_ids(u.target) for u in market.users])
+    model = random_llama(tokenizer, LlamaShape(layers=2, hidden=64, intermediate=128, heads=4))
     train_briefly(model, tokenizer, market, TRAINING_STEPS)
     return save_checkpoint(model, tokenizer, tmp_path_factory.mktemp("merged") / "model")
 
@@ -133,13 +135,13 @@ def ct2_engine(merged_model, tmp_path_factory) -> tuple[Path, dict]:
     """Built by the standalone job, as the engine asset's GPU job will run it."""
     engine_dir = tmp_path_factory.mktemp("engines") / "ct2"
     result = run_module("gpu_jobs.build_engine", "--model-dir", merged_model, "--backend", "ctranslate2", "--out-dir", engine_dir)
-    return engine_dir, json.loads(result.stdout)
+    return engine_dir, json.loads(result.stdout)["metadata"]
 
 
-def item_stats(completions: list[list[str]], catalog: list[int]) -> tuple[float, Counter]:
+def item_stats(generations: Generations, catalog: list[int]) -> tuple[float, Counter]:
     """Valid-id rate and the frequency of each valid item over all chains of all users."""
     counts, frequency = MergeCounts(), Counter()
-    for chains in completions:
+    for chains in generations.chains:
         counts += merge_chains(chains, catalog).counts
         for chain in chains:
             frequency.update(i for i in parse_item_ids(chain) if i in catalog)
@@ -199,18 +201,34 @@ def test_each_prompt_gets_its_chains_and_a_seed_fixes_them(ct2_engine, prefixes)
     engine = open_engine(ct2_engine[0], threads=THREADS)
     sampling = SamplingConfig(chains=3, max_new_tokens=8, seed=7)
     first = engine.generate(prefixes[:5], sampling, batch_size=2)
-    assert [len(chains) for chains in first] == [3] * 5
+    assert [len(chains) for chains in first.chains] == [3] * 5
     assert engine.generate(prefixes[:5], sampling, batch_size=2) == first
 
 
-def test_min_new_tokens_forces_equal_work_on_both_backends(ct2_engine, reference_sample, prefixes, merged_model):
+def model_that_always_stops(tokenizer):
+    """Zeroed attention and MLP outputs leave each position with its token's embedding; every
+    token embeds to ones and the end token to fives, so (tied output layer) the end token's
+    logit is five times any other's: free generation stops at once."""
+    model = random_llama(tokenizer, LlamaShape(layers=1, hidden=32, intermediate=64, heads=2))
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight.fill_(1.0)
+        model.model.embed_tokens.weight[tokenizer.eos_token_id] = 5.0
+    return model
+
+
+def test_min_new_tokens_forces_equal_work_on_both_backends(merged_model, prefixes, tmp_path):
     """The benchmark relies on this: both backends generate exactly the requested tokens."""
-    _, reference = reference_sample
-    tokenizer = build_id_tokenizer()
-    forced = SamplingConfig(chains=2, max_new_tokens=12, min_new_tokens=12, seed=3)
-    for backend in (open_engine(ct2_engine[0], threads=THREADS), reference):
-        for chains in backend.generate(prefixes[:3], forced, batch_size=3):
-            assert [len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in chains] == [12, 12]
+    tokenizer = AutoTokenizer.from_pretrained(merged_model)
+    checkpoint = save_checkpoint(model_that_always_stops(tokenizer), tokenizer, tmp_path / "stops")
+    CTranslate2Backend.prepare(checkpoint, tmp_path / "stops-ct2")
+    free = SamplingConfig(chains=2, max_new_tokens=CHAIN_TOKENS, seed=3)
+    forced = SamplingConfig(chains=2, max_new_tokens=CHAIN_TOKENS, min_new_tokens=CHAIN_TOKENS, seed=3)
+    for backend in (open_engine(tmp_path / "stops-ct2", threads=THREADS), open_engine(checkpoint, "transformers", threads=THREADS)):
+        assert backend.generate(prefixes[:3], free, batch_size=3).generated_tokens == 0
+        assert backend.generate(prefixes[:3], forced, batch_size=3).generated_tokens == 3 * 2 * CHAIN_TOKENS
 
 
 def test_open_engine_needs_a_manifest_or_a_named_backend(merged_model, ct2_engine):
@@ -247,7 +265,8 @@ class FakeLLM:
 
     def generate(self, prompts, params):
         FakeLLM.calls.append(("generate", {"prompts": prompts, "params": params}))
-        return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f"{p}#{k}") for k in range(params.n)]) for p in prompts]
+        completion = types.SimpleNamespace
+        return [types.SimpleNamespace(outputs=[completion(text=f"{p}#{k}", token_ids=[k] * k) for k in range(params.n)]) for p in prompts]
 
     def shutdown(self):
         FakeLLM.calls.append(("shutdown", {}))
@@ -265,8 +284,9 @@ def test_tensorrt_llm_call_path(merged_model, tmp_path, monkeypatch):
     assert FakeLLM.calls[0] == ("init", {"model": str(tmp_path / "engine"), "dtype": "bfloat16"})
 
     engine = open_engine(tmp_path / "engine")
-    chains = engine.generate(["a: ", "b: "], SamplingConfig(seed=5), batch_size=8)
-    assert chains == [[f"a: #{k}" for k in range(4)], [f"b: #{k}" for k in range(4)]]
+    generations = engine.generate(["a: ", "b: "], SamplingConfig(seed=5), batch_size=8)
+    assert generations.chains == [[f"a: #{k}" for k in range(4)], [f"b: #{k}" for k in range(4)]]
+    assert generations.generated_tokens == 2 * (0 + 1 + 2 + 3)
     params = FakeLLM.calls[-1][1]["params"]
     assert vars(params) == {
         "n": 4, "top_k": 50, "top_p": 0.9, "temperature": 0.7, "max_tokens": 310, "min_tokens": 0, "seed": 5
@@ -332,7 +352,7 @@ def test_generate_job_writes_ranked_recommendations(ct2_engine, market, tmp_path
     )  # fmt: skip
 
     table = pq.read_table(output).to_pandas()
-    metadata = json.loads(result.stdout)
+    metadata = json.loads(result.stdout)["metadata"]
     assert list(table.columns) == ["user_id", "rank", "item_id", "score", "chains_with_item"]
     assert metadata["rows"] == len(table) > 0 and metadata["users"] == len(users)
     assert set(table.item_id) <= set(market.catalog), "ids outside the catalog are dropped"

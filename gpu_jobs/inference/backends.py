@@ -26,6 +26,7 @@ from gpu_jobs.inference.engine import (
     ENGINE_MANIFEST,
     EngineInfo,
     GenerationBackend,
+    Generations,
     SamplingConfig,
     chains_per_prefix,
     directory_size,
@@ -81,7 +82,7 @@ class CTranslate2Backend:
             str(self.engine_dir), device="cpu", compute_type=self.compute_type, inter_threads=1, intra_threads=self.threads
         )
 
-    def generate(self, prefixes: Sequence[str], sampling: SamplingConfig, batch_size: int) -> list[list[str]]:
+    def generate(self, prefixes: Sequence[str], sampling: SamplingConfig, batch_size: int) -> Generations:
         if sampling.seed is not None:
             # Each CTranslate2 worker thread seeds its random generator once, when it first
             # samples: a fixed seed takes effect only on a freshly loaded generator.
@@ -104,7 +105,10 @@ class CTranslate2Backend:
             min_length=sampling.min_new_tokens,
             include_prompt_in_result=False,
         )
-        return [self.tokenizer.batch_decode(result.sequences_ids, skip_special_tokens=True) for result in results]
+        return Generations(
+            chains=[self.tokenizer.batch_decode(r.sequences_ids, skip_special_tokens=True) for r in results],
+            generated_tokens=sum(len(ids) for r in results for ids in r.sequences_ids),
+        )
 
 
 class TransformersBackend:
@@ -132,21 +136,26 @@ class TransformersBackend:
         dtype = getattr(torch, resolve_precision(type(self), precision))
         self.model = AutoModelForCausalLM.from_pretrained(str(engine_dir), dtype=dtype).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(str(engine_dir), padding_side="left")
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token  # only pads finished rows, never sampled into text
 
-    def generate(self, prefixes: Sequence[str], sampling: SamplingConfig, batch_size: int) -> list[list[str]]:
+    def generate(self, prefixes: Sequence[str], sampling: SamplingConfig, batch_size: int) -> Generations:
         if sampling.seed is not None:
             self._torch.manual_seed(sampling.seed)
         lengths = [len(ids) for ids in self.tokenizer(list(prefixes))["input_ids"]]
         # Batch prompts of similar length together: less left padding to compute.
         order = sorted(range(len(prefixes)), key=lengths.__getitem__)
-        completions: dict[int, list[str]] = {}
+        chains: list[list[str]] = [[] for _ in prefixes]
+        generated_tokens = 0
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            for index, chains in zip(batch, self._generate_batch([prefixes[i] for i in batch], sampling)):
-                completions[index] = chains
-        return [completions[i] for i in range(len(prefixes))]
+            batch_generations = self._generate_batch([prefixes[i] for i in batch], sampling)
+            for index, completions in zip(batch, batch_generations.chains):
+                chains[index] = completions
+            generated_tokens += batch_generations.generated_tokens
+        return Generations(chains, generated_tokens)
 
-    def _generate_batch(self, prefixes: list[str], sampling: SamplingConfig) -> list[list[str]]:
+    def _generate_batch(self, prefixes: list[str], sampling: SamplingConfig) -> Generations:
         inputs = self.tokenizer(prefixes, return_tensors="pt", padding=True)
         with self._torch.inference_mode():
             output = self.model.generate(
@@ -159,9 +168,18 @@ class TransformersBackend:
                 max_new_tokens=sampling.max_new_tokens,
                 min_new_tokens=sampling.min_new_tokens,
                 pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
             )
         generated = output[:, inputs["input_ids"].shape[1] :]
-        return chains_per_prefix(self.tokenizer.batch_decode(generated, skip_special_tokens=True), sampling.chains)
+        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        return Generations(chains_per_prefix(texts, sampling.chains), self._tokens_before_end(generated))
+
+    def _tokens_before_end(self, generated) -> int:
+        """Tokens up to each row's first end token (generate pads finished rows after it)."""
+        is_end = generated == self.tokenizer.eos_token_id
+        ended = is_end.any(dim=1)
+        first_end = is_end.int().argmax(dim=1)
+        return int(self._torch.where(ended, first_end, generated.shape[1]).sum())
 
 
 class TensorRTLLMUnavailable(RuntimeError):
@@ -213,7 +231,7 @@ class TensorRTLLMBackend:
         self._tensorrt_llm = import_tensorrt_llm()
         self.llm = self._tensorrt_llm.LLM(model=str(engine_dir), dtype=resolve_precision(type(self), precision))
 
-    def generate(self, prefixes: Sequence[str], sampling: SamplingConfig, batch_size: int) -> list[list[str]]:
+    def generate(self, prefixes: Sequence[str], sampling: SamplingConfig, batch_size: int) -> Generations:
         # In-flight batching schedules the requests; n > 1 runs the context phase once per
         # prompt and samples the n sequences from it.
         params = self._tensorrt_llm.SamplingParams(
@@ -226,7 +244,10 @@ class TensorRTLLMBackend:
             seed=sampling.seed,
         )
         outputs = self.llm.generate(list(prefixes), params)
-        return [[completion.text for completion in output.outputs] for output in outputs]
+        return Generations(
+            chains=[[completion.text for completion in output.outputs] for output in outputs],
+            generated_tokens=sum(len(completion.token_ids) for output in outputs for completion in output.outputs),
+        )
 
 
 BACKENDS: dict[str, type[GenerationBackend]] = {

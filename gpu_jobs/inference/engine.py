@@ -52,6 +52,12 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
+class Generations:
+    chains: list[list[str]]  # for every prefix, the completion of each chain
+    generated_tokens: int  # over all chains, end tokens excluded: the work done, for tokens/s
+
+
+@dataclass(frozen=True)
 class EngineInfo:
     backend: str
     precision: str
@@ -78,7 +84,8 @@ class EngineInfo:
 class GenerationBackend(Protocol):
     """One inference engine. ``prepare`` builds an engine folder from the merged model (in the
     GPU job for GPU backends); constructing the backend on that folder loads it; ``generate``
-    returns, for every prefix, the completions of ``sampling.chains`` independent chains."""
+    returns, for every prefix, the completions of ``sampling.chains`` independent chains, in
+    the order of the prefixes, batching at most ``batch_size`` prefixes per forward pass."""
 
     name: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]  # the first is the default
@@ -88,7 +95,7 @@ class GenerationBackend(Protocol):
 
     def __init__(self, engine_dir: Path, *, precision: str | None = None, threads: int = 0) -> None: ...
 
-    def generate(self, prefixes: Sequence[str], sampling: SamplingConfig, batch_size: int) -> list[list[str]]: ...
+    def generate(self, prefixes: Sequence[str], sampling: SamplingConfig, batch_size: int) -> Generations: ...
 
 
 def resolve_precision(backend: type[GenerationBackend], precision: str | None) -> str:
