@@ -1,0 +1,262 @@
+"""Inference speed: the CTranslate2 CPU backend against the transformers reference.
+
+    .venv/bin/python benchmarks/inference.py                     # the default grid
+    .venv/bin/python benchmarks/inference.py --batch-sizes 32 --chains 4 --new-tokens 310
+
+Both backends run the same random-weight Llama (the reference shape: OPT-125M cut to 4
+layers, ~69M parameters with OPT's 50k-token output layer), the same prompts in the method's
+template (the platform's grouped-digit id tokenizer) and the same chain count, through the
+same ``GenerationBackend.generate`` the generate job calls (tokenizing and decoding
+included). Every chain is forced to ``--new-tokens`` tokens so that both do equal work.
+Each configuration runs in a fresh process, after a warm-up, so peak RSS is its own.
+
+The arithmetic bound: FLOPs one user needs (prompt prefilled once, every chain's tokens
+decoded, attention included) over the fp32 matmul FLOP/s torch measures on this machine.
+``x bound`` is how many times slower than that limit a backend runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from gpu_jobs.inference.backends import CTranslate2Backend, available_cores, open_engine
+from gpu_jobs.inference.engine import SamplingConfig
+from gpu_jobs.inference.random_model import LlamaShape, random_llama, save_checkpoint
+from gpu_jobs.prompt_format import format_item_ids, generation_prefix
+
+BACKENDS = ("ctranslate2", "transformers")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=768)
+    parser.add_argument("--intermediate", type=int, default=2048, help="Llama's 3 MLP matrices at 2048 = OPT's 2 at 3072")
+    parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--vocab", type=int, default=50272, help="output layer rows (OPT's tokenizer: 50272)")
+    parser.add_argument("--history-items", type=int, default=56, help="purchase-history ids per prompt (~300 prompt tokens)")
+    parser.add_argument("--new-tokens", type=int, default=64, help="tokens per chain, forced (the method allows up to 310)")
+    parser.add_argument("--users", type=int, default=64, help="users per configuration (at least one full batch)")
+    parser.add_argument("--batch-sizes", default="8,32,128", help="users per forward batch, comma-separated")
+    parser.add_argument("--chains", default="1,4,10", help="sampled chains per user, comma-separated")
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--threads", type=int, default=0, help="default: all available cores")
+    parser.add_argument("--workdir", type=Path, help="where the model and engine are written (default: a temp folder)")
+    parser.add_argument(
+        "--profile", action="store_true", help="also split each backend's time into prefill and per-token decode, against their bounds"
+    )
+    return parser.parse_args(argv)
+
+
+def integers(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+@dataclass(frozen=True)
+class Case:
+    backend: str
+    batch_size: int
+    chains: int
+    users: int
+    new_tokens: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class Measurement:
+    case: Case
+    seconds: float
+    generated_tokens: int
+    peak_rss_mb: float
+
+    @property
+    def users_per_second(self) -> float:
+        return self.case.users / self.seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / self.seconds
+
+
+def synthetic_prompts(users: int, history_items: int, seed: int = 0) -> list[str]:
+    """The method's template with opaque 7-digit ids."""
+    rng = random.Random(seed)
+    prompts = []
+    for _ in range(users):
+        history = [rng.randrange(1_000_000, 10_000_000) for _ in range(history_items)]
+        prompts.append(
+            f"Based on the purchase history: [{format_item_ids(history)}]. What next products will be bought by the user: "
+            f"{rng.randrange(10**9)}, geo: {rng.randrange(1000)}, age: {rng.randint(18, 80)}, gender: {rng.randint(0, 1)}, "
+            f"purchasing power: {rng.random():.1f}?"
+        )
+    return [generation_prefix(p) for p in prompts]
+
+
+def build_engines(args: argparse.Namespace, workdir: Path, prompts: list[str]) -> tuple[Path, Path, LlamaShape, int]:
+    from recsys_assets.llm_data.tokenization import train_id_tokenizer
+
+    tokenizer = train_id_tokenizer("grouped", prompts)
+    shape = LlamaShape(args.layers, args.hidden, args.intermediate, args.heads, vocab_size=args.vocab)
+    model = random_llama(tokenizer, shape)
+    parameters = sum(p.numel() for p in model.parameters())
+    checkpoint = save_checkpoint(model, tokenizer, workdir / "model")
+    CTranslate2Backend.prepare(checkpoint, workdir / "ct2")
+    return checkpoint, workdir / "ct2", shape, parameters
+
+
+def prompt_tokens(checkpoint: Path, prompts: list[str]) -> float:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    return sum(len(ids) for ids in tokenizer(prompts)["input_ids"]) / len(prompts)
+
+
+def prefill_flops(shape: LlamaShape, prompt_length: float) -> float:
+    """The prompt once through every layer (its logits are the first decode step's)."""
+    per_token = 2 * (4 * shape.hidden**2 + 3 * shape.hidden * shape.intermediate)  # q, k, v, o + gate, up, down
+    attention = 2 * shape.hidden * prompt_length**2  # 4 * hidden per causal (query, key) pair
+    return shape.layers * (per_token * prompt_length + attention)
+
+
+def decode_flops(shape: LlamaShape, prompt_length: float, chains: int, new_tokens: int) -> float:
+    """Every chain's tokens through every layer and the output layer, attending to all before."""
+    per_token = 2 * (4 * shape.hidden**2 + 3 * shape.hidden * shape.intermediate)
+    attention = 4 * shape.hidden * (new_tokens * prompt_length + new_tokens * (new_tokens - 1) / 2)
+    output_layer = 2 * shape.hidden * shape.vocab_size * new_tokens
+    return chains * (shape.layers * (per_token * new_tokens + attention) + output_layer)
+
+
+def flops_per_user(shape: LlamaShape, prompt_length: float, chains: int, new_tokens: int) -> float:
+    """Multiply-adds x 2 of the minimal algorithm: the prompt prefilled once, then every chain
+    decodes ``new_tokens`` tokens."""
+    return prefill_flops(shape, prompt_length) + decode_flops(shape, prompt_length, chains, new_tokens)
+
+
+def matmul_flops(threads: int, size: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 matmul FLOP/s of torch on this machine, the ceiling the bound is taken against."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+def measure(case: Case, engine_dir: Path, prompts: list[str]) -> Measurement:
+    """Runs in a fresh process: warm up on one batch, then time all users."""
+    backend = open_engine(engine_dir, case.backend, threads=case.threads)
+    forced = SamplingConfig(chains=case.chains, max_new_tokens=case.new_tokens, min_new_tokens=case.new_tokens, seed=0)
+    warm_up = SamplingConfig(chains=case.chains, max_new_tokens=2, min_new_tokens=2, seed=0)
+    backend.generate(prompts[: case.batch_size], warm_up, case.batch_size)
+    started = time.perf_counter()
+    generations = backend.generate(prompts[: case.users], forced, case.batch_size)
+    seconds = time.perf_counter() - started
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return Measurement(case, seconds, generations.generated_tokens, peak_rss_mb)
+
+
+def in_fresh_process(function, *args):
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Seconds per user: tokenizing, up to the first token of every chain (the prefill), and
+    each further token of every chain (one decode step)."""
+
+    tokenize: float
+    prefill: float
+    decode_step: float
+
+
+def profile_phases(case: Case, engine_dir: Path, prompts: list[str]) -> Phases:
+    backend = open_engine(engine_dir, case.backend, threads=case.threads)
+    users = prompts[: case.users]
+
+    def seconds(new_tokens: int) -> float:
+        forced = SamplingConfig(chains=case.chains, max_new_tokens=new_tokens, min_new_tokens=new_tokens, seed=0)
+        started = time.perf_counter()
+        backend.generate(users, forced, case.batch_size)
+        return time.perf_counter() - started
+
+    seconds(2)  # warm-up
+    started = time.perf_counter()
+    backend.tokenizer(users)
+    tokenize = time.perf_counter() - started
+    first, full = seconds(1), seconds(case.new_tokens)
+    return Phases(tokenize / len(users), first / len(users), (full - first) / (case.new_tokens - 1) / len(users))
+
+
+def print_profile(phases: Phases, case: Case, shape: LlamaShape, prompt_length: float, peak: float) -> None:
+    prefill_bound = (prefill_flops(shape, prompt_length) + decode_flops(shape, prompt_length, case.chains, 1)) / peak
+    step_bound = decode_flops(shape, prompt_length + case.new_tokens / 2, case.chains, 1) / peak
+    print(
+        f"{case.backend:<13} batch {case.batch_size}, {case.chains} chains, per user: tokenize {phases.tokenize * 1e3:.2f} ms | "
+        f"prefill + first token {phases.prefill * 1e3:.1f} ms ({phases.prefill / prefill_bound:.1f}x its bound) | "
+        f"each further token {phases.decode_step * 1e3:.2f} ms ({phases.decode_step / step_bound:.1f}x its bound)",
+        flush=True,
+    )
+
+
+def print_row(m: Measurement, reference: Measurement | None, bound_users_per_second: float) -> None:
+    ratio = f"{m.users_per_second / reference.users_per_second:7.2f}x" if reference and reference is not m else " " * 8
+    print(
+        f"{m.case.backend:<13}{m.case.batch_size:>6}{m.case.chains:>7}{m.case.users:>6}"
+        f"{m.users_per_second:>10.3f}{m.tokens_per_second:>11.0f}{m.peak_rss_mb:>9.0f} {ratio}"
+        f"{bound_users_per_second:>10.3f}{bound_users_per_second / m.users_per_second:>9.1f}x",
+        flush=True,
+    )
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    threads = args.threads or available_cores()
+    batch_sizes, chain_counts = integers(args.batch_sizes), integers(args.chains)
+    # The reference first in every configuration: the others' rows show their speed-up over it.
+    backends = sorted(args.backends.split(","), key=lambda name: name != "transformers")
+    users = max(args.users, *batch_sizes)
+    prompts = synthetic_prompts(users, args.history_items)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="inference-bench-"))
+
+    checkpoint, ct2_dir, shape, parameters = build_engines(args, workdir, prompts)
+    engines = {"ctranslate2": ct2_dir, "transformers": checkpoint}
+    prompt_length = prompt_tokens(checkpoint, prompts)
+    peak = max(matmul_flops(threads), matmul_flops(threads))
+    print(
+        f"model: Llama {shape.layers} layers, hidden {shape.hidden}, MLP {shape.intermediate}, vocab {shape.vocab_size}: "
+        f"{parameters / 1e6:.1f}M parameters | prompt {prompt_length:.0f} tokens, {args.new_tokens} new tokens per chain | "
+        f"{threads} threads, fp32 matmul {peak / 1e9:.1f} GFLOP/s | load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'backend':<13}{'batch':>6}{'chains':>7}{'users':>6}{'users/s':>10}{'tokens/s':>11}{'RSS MB':>9} {'vs ref':>8}{'bound u/s':>10}{'x bound':>10}")
+    for batch_size in batch_sizes:
+        for chains in chain_counts:
+            reference = None
+            bound = peak / flops_per_user(shape, prompt_length, chains, args.new_tokens)
+            for backend in backends:
+                case = Case(backend, batch_size, chains, max(args.users, batch_size), args.new_tokens, threads)
+                measurement = in_fresh_process(measure, case, engines[backend], prompts)
+                print_row(measurement, reference, bound)
+                if backend == "transformers":
+                    reference = measurement
+                if args.profile:
+                    print_profile(in_fresh_process(profile_phases, case, engines[backend], prompts), case, shape, prompt_length, peak)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}; engines in {workdir}")
+
+
+if __name__ == "__main__":
+    main()
