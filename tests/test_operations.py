@@ -22,6 +22,7 @@ from recsys_assets.sensors import EVENT_KEYS, SNAPSHOT_KEYS, alert_sensor, landi
 from resources.landing import LandingZone
 from resources.notifier import Notifier
 from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
+from tests.operations_drill import broken_asset, checked_asset
 
 TINY = MarketplaceSpec(users=60, items=150, days=4, end_date=date(2026, 6, 30), seed=5)
 SENSOR_DRIVEN = set(EVENT_KEYS)  # event days are started by the landing sensor
@@ -183,16 +184,6 @@ def webhook():
     hook = Webhook()
     yield hook
     hook.close()
-
-
-@dg.asset(key=["drill", "checked"], check_specs=[dg.AssetCheckSpec("row_count_positive", asset=["drill", "checked"])])
-def checked_asset():
-    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(passed=False, description="0 rows", metadata={"rows": 0})])
-
-
-@dg.asset(key=["drill", "broken"])
-def broken_asset():
-    raise RuntimeError("the export server went away")
 
 
 def read_alerts(path: Path) -> list[dict]:
