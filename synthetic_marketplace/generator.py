@@ -45,7 +45,9 @@ class MarketplaceSpec:
     bundle_probability: float = 0.35
     wishlist_before_purchase: float = 0.3
     cart_before_purchase: float = 0.5
-    abandoned_cart_rate: float = 0.25
+    # Wishlist/cart additions per user that are never bought (recent, following the user's
+    # current taste): marketplace wishlists and carts hold many such items.
+    open_intents_per_user: float = 8.0
     file_format: str = "parquet"
 
     @property
@@ -81,7 +83,7 @@ def generate(spec: MarketplaceSpec) -> Marketplace:
     personas = _personas(rng, spec)
     users, persona_a, persona_b, activity = _users(rng, spec, personas)
     purchases = _purchases(rng, spec, items, item_group, item_members, personas, persona_a, persona_b, activity)
-    wishlist, cart = _funnel_events(rng, spec, items, personas, persona_b, purchases)
+    wishlist, cart = _funnel_events(rng, spec, items, personas, persona_a, persona_b, purchases)
 
     user_ids = users["user_id"].to_numpy()
     item_ids = items["item_id"].to_numpy()
@@ -262,7 +264,7 @@ def _purchases(rng, spec, items, item_group, item_members, personas, persona_a, 
     return purchases.sort_values("seconds", kind="stable").reset_index(drop=True)
 
 
-def _funnel_events(rng, spec, items, personas, persona_b, purchases: pd.DataFrame):
+def _funnel_events(rng, spec, items, personas, persona_a, persona_b, purchases: pd.DataFrame):
     """Wishlist and cart events: the ones leading to purchases, plus abandoned ones."""
     n = len(purchases)
     wished = rng.random(n) < spec.wishlist_before_purchase
@@ -281,11 +283,10 @@ def _funnel_events(rng, spec, items, personas, persona_b, purchases: pd.DataFram
             "seconds": purchases["seconds"][carted] - rng.uniform(300, 12 * 3600, carted.sum()),
         }
     )
-    # Abandoned intent follows the user's current (end) persona, so current carts and
-    # wishlists point to what the user will buy next.
-    rate = np.full(spec.users, spec.abandoned_cart_rate * spec.purchases_per_user / 4)
-    user, seconds, category, level = _sessions(rng, spec, personas, persona_b, persona_b, rate)
-    seconds = spec.days * SECONDS_PER_DAY * (1 - 0.3 * rng.random(len(user)))  # recent
+    # Never-bought intent follows the user's taste at the time it was added (drifting like
+    # purchases), so a current cart or wishlist points to what the user is into now.
+    rate = np.full(spec.users, spec.open_intents_per_user)
+    user, seconds, category, level = _sessions(rng, spec, personas, persona_a, persona_b, rate)
     abandoned = pd.DataFrame({"user": user, "item": _sample_items(rng, spec, items, category, level), "seconds": seconds - 1})
     to_wishlist = rng.random(len(abandoned)) < 0.5
     wishlist = pd.concat([wishlist, abandoned[to_wishlist]], ignore_index=True)

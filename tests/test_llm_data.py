@@ -96,3 +96,95 @@ def test_grouped_and_trained_tokenizers_need_fewer_tokens_per_id(id_corpus):
     assert per_id["digits"] >= 7  # 7-9 digit ids, one token per digit
     assert per_id["grouped"] < per_id["digits"] * 0.5
     assert per_id["bpe"] < per_id["grouped"]
+
+
+# --- the assets, on the small marketplace -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prompt_examples(featured_platform):
+    import dagster as dg
+
+    from recsys_assets.candidates.assets import candidate_assets
+    from recsys_assets.llm_data.assets import llm_data_assets
+
+    instance = dg.DagsterInstance.ephemeral()
+    # Targets of 8 items (quota 2 per source of the similar_items preset), so that many users
+    # of the small marketplace have enough candidates in every source.
+    run_config = {"ops": {"llm_data__prompt_dataset": {"config": {"target_items": 8}}}}
+    result = dg.materialize(
+        [*candidate_assets, *llm_data_assets], resources=featured_platform.resources(), instance=instance, run_config=run_config
+    )
+    assert result.success
+    materialization = result.asset_materializations_for_node("llm_data__prompt_dataset")[0]
+    tokenizer = result.asset_materializations_for_node("llm_data__id_tokenizer")[0]
+    folder = materialization.metadata["path"].value
+    examples = pd.concat(pd.read_parquet(f"{folder}/{split}.parquet") for split in ("train", "val", "test", "serve"))
+    return examples, materialization.metadata, tokenizer.metadata
+
+
+def test_every_prompt_matches_the_template_and_fits(prompt_examples):
+    examples, metadata, _ = prompt_examples
+    assert all(PROMPT_PATTERN.fullmatch(p) for p in examples["prompt"])
+    assert (examples["prompt_tokens"] + examples["target_tokens"] <= 310).all()
+    assert metadata["max_total_tokens"].value <= 310
+    assert set(examples["split"]) == {"train", "val", "test", "serve"}
+
+
+def test_realized_target_shares_follow_the_configured_mix(prompt_examples):
+    examples, _, _ = prompt_examples
+    train = examples[examples["split"] == "train"]
+    # Where every source had enough candidates, the realized mix is the configured one; elsewhere
+    # short sources are backfilled (and the metadata says how often).
+    full = train[train["mix_complete"]]
+    assert len(full) >= 100  # enough examples for the shares to mean something
+    realized = full["target_sources"].explode().value_counts(normalize=True)
+    for source, share in resolve_shares("similar_items").items():
+        assert realized.get(source, 0.0) == pytest.approx(share, abs=0.1), (source, realized.to_dict())
+
+
+def test_no_future_item_leaks_into_a_training_prompt(prompt_examples, featured_platform):
+    examples, metadata, _ = prompt_examples
+    dates = metadata["split_dates"].value
+    purchases = featured_platform.df("SELECT user_id, item_id, ts FROM staging.fct_purchases")
+    before = purchases[purchases["ts"] < pd.Timestamp(dates["val_start"])]
+    seen_before = set(zip(before["user_id"], before["item_id"]))
+    test = examples[examples["split"] == "test"]
+    train_prompts = examples[examples["split"] == "train"].set_index("user_id")["prompt"]
+    checked = 0
+    for user, items in zip(test["user_id"], test["target_item_ids"]):
+        new_items = [i for i in items if (user, i) not in seen_before]  # first bought in the held-out period
+        if user in train_prompts.index:
+            history = re.search(r"\[(.*?)\]", train_prompts[user]).group(1)
+            assert not set(new_items) & {int(x) for x in history.split(", ") if x}
+            checked += len(new_items)
+    assert checked > 0
+    # and test targets are exactly the purchases in the test period
+    in_test = purchases[purchases["ts"] >= pd.Timestamp(dates["test_start"])]
+    expected = in_test.groupby("user_id")["item_id"].nunique()
+    got = test.set_index("user_id")["target_item_ids"].map(len)
+    assert (got == expected.loc[got.index].clip(upper=8)).all()
+
+
+def test_capping_keeps_the_newest_purchases(prompt_examples, featured_platform):
+    examples, metadata, _ = prompt_examples
+    purchases = featured_platform.df("SELECT user_id, item_id, ts FROM staging.fct_purchases ORDER BY ts DESC, item_id")
+    serve = examples[examples["split"] == "serve"].set_index("user_id")
+    capped = serve[serve["history_length"] > 0].head(50)
+    for user, row in capped.iterrows():
+        newest = purchases.loc[purchases["user_id"] == user, "item_id"].tolist()[: row["history_length"]]
+        assert re.search(r"\[(.*?)\]", row["prompt"]).group(1) == ", ".join(map(str, newest))
+
+
+def test_cold_start_users_get_attribute_only_prompts(prompt_examples):
+    examples, _, _ = prompt_examples
+    serve = examples[examples["split"] == "serve"]
+    cold = serve[serve["history_length"] == 0]
+    assert len(cold) > 0 and cold["prompt"].str.contains(r"history: \[\]", regex=True).all()
+
+
+def test_tokenizer_asset_reports_the_side_by_side_comparison(prompt_examples):
+    _, _, tokenizer_metadata = prompt_examples
+    table = tokenizer_metadata["comparison"].value
+    assert all(option in table for option in OPTIONS)
+    assert tokenizer_metadata["tokens_per_id"].value < 7

@@ -164,6 +164,7 @@ def _dataset_metadata(examples: pd.DataFrame, shares: dict, spec: DatasetSpec) -
         "dagster/row_count": len(examples),
         "configured_shares": dg.MetadataValue.json(shares),
         "realized_shares_train": dg.MetadataValue.json(realized_shares(train)),
+        "train_examples_with_complete_mix": int(train["mix_complete"].sum()),
         "cold_start_prompts": int((examples["history_length"] == 0).sum()),
         "mean_prompt_tokens": round(float(examples["prompt_tokens"].mean()), 1),
         "mean_target_tokens_train": round(float(train["target_tokens"].mean()), 1) if len(train) else 0.0,

@@ -18,7 +18,7 @@ from gpu_jobs.prompt_format import format_item_ids, generation_prefix
 from recsys_assets.llm_data.prompts import build_prompt, fit_history
 from recsys_assets.llm_data.history import histories_before, items_bought_between
 from resources.splits import SplitDates
-from recsys_assets.llm_data.targets import interleave, mix_target, open_intent
+from recsys_assets.llm_data.targets import interleave, mix_target, open_intent, quotas
 
 SPLITS = ("train", "val", "test", "serve")
 
@@ -123,17 +123,24 @@ class Builder:
             "target": format_item_ids(items),
             "target_item_ids": items,
             "target_sources": [source for _, source in target[: len(items)]],
+            # Every source filled its quota (no backfill): the examples on which the mix is exact.
+            "mix_complete": split == "train" and self._mix_complete(target),
             "history_length": len(kept),
             "prompt_tokens": prompt_tokens(kept),
             "target_tokens": self._target_tokens(items) if items else 0,
         }
+
+    def _mix_complete(self, target: list[tuple[int, str]]) -> bool:
+        wanted = quotas(self.spec.shares, self.spec.target_items)
+        got = [source for _, source in target]
+        return all(got.count(source) == n for source, n in wanted.items())
 
     def _target_tokens(self, items: list[int]) -> int:
         return self.count_tokens(format_item_ids(items)) + 1  # + eos
 
 
 _COLUMNS = [
-    "user_id", "split", "prompt", "target", "target_item_ids", "target_sources",
+    "user_id", "split", "prompt", "target", "target_item_ids", "target_sources", "mix_complete",
     "history_length", "prompt_tokens", "target_tokens",
 ]  # fmt: skip
 
