@@ -5,7 +5,7 @@
 #   docker build -f deploy/gpu.Dockerfile -t <registry>/recsys-gpu:$(git rev-parse --short HEAD) .
 #
 # and point the orchestrator at it: RECSYS_GPU_MODE=kubernetes RECSYS_GPU_IMAGE=<that tag>
-# (resources/gpu_jobs.py). The pods run `python -m gpu_jobs.<job> ...` with the artifact
+# (resources/gpu_jobs.py). The pods run `python3 -m gpu_jobs.<job> ...` with the artifact
 # store's volume mounted; they need no Dagster instance, only dagster-pipes.
 #
 # Base: NVIDIA's TensorRT-LLM release container. It carries CUDA, cuDNN, NCCL, MPI, a torch
@@ -53,8 +53,8 @@ COPY resources ./resources
 COPY partitions ./partitions
 COPY synthetic_marketplace ./synthetic_marketplace
 RUN pip install --no-deps . \
-    && python -m gpu_jobs.train --help > /dev/null
+    && python3 -m gpu_jobs.train --help > /dev/null
 
 # GPU jobs are started with their module and arguments by the runner (PipesK8sClient sets
 # the command); a bare `docker run` shows the training job's usage.
-CMD ["python", "-m", "gpu_jobs.train", "--help"]
+CMD ["python3", "-m", "gpu_jobs.train", "--help"]

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 
 TINY_LLAMA = "tiny-llama"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LLAMA_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Bump when a change to the training code changes what the same inputs produce, so the model
 # version moves with it.
@@ -42,6 +43,13 @@ class TrainingConfig:
     val_examples: int = 512  # validation examples scored per pass (the first N of val.parquet)
     precision: str = "auto"  # auto: bf16 on GPUs that have it, fp16 on other GPUs, fp32 on CPU
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Fail at the start of a run, not after hours of training.
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if not self.lora_target_modules:
+            raise ValueError("lora_target_modules is empty: name the modules that get LoRA adapters, or all-linear")
 
     def to_args(self) -> list[str]:
         args = []

@@ -170,7 +170,7 @@ class GpuJobRunner(dg.ConfigurableResource):
             context=context,
             extras=extras,
             image=k8s.image,
-            command=["python", "-m", module, *args],
+            command=["python3", "-m", module, *args],
             namespace=k8s.namespace,
             env=env,
             base_pod_meta=gpu_pod_meta(module),

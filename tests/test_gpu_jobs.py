@@ -181,7 +181,7 @@ def test_production_mode_submits_a_valid_gpu_pod(api_server, tmp_path):
     validate(pod)
     (container,) = pod["spec"]["containers"]
     assert container["image"] == "registry.example.com/recsys-gpu:1.2"
-    assert container["command"][:3] == ["python", "-m", "gpu_jobs.train"]
+    assert container["command"][:3] == ["python3", "-m", "gpu_jobs.train"]
     assert container["command"][container["command"].index("--dataset") + 1] == "datasets/d1"
     # Kubernetes mode trains the Llama-architecture production base by default.
     assert container["command"][container["command"].index("--base-model") + 1] == "HuggingFaceTB/SmolLM2-135M"

@@ -6,6 +6,7 @@ reports its materialization (model version, path, losses, throughput) back throu
 """
 
 import os
+from dataclasses import fields
 from pathlib import Path
 
 import dagster as dg
@@ -60,7 +61,7 @@ class FineTuneConfig(dg.Config):
     """Use this tokenizer folder instead of the latest llm_data/id_tokenizer."""
 
     def training(self, gpu_mode: str) -> TrainingConfig:
-        values = self.model_dump(include={f for f in TrainingConfig.__dataclass_fields__})
+        values = self.model_dump(include={field.name for field in fields(TrainingConfig)})
         values["lora_target_modules"] = tuple(values["lora_target_modules"])
         values["base_model"] = self.base_model or default_base_model(gpu_mode)
         return TrainingConfig(**values)
