@@ -11,7 +11,16 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    OPTConfig,
+    OPTForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from gpu_jobs.modeling import base_model, parameter_counts, with_lora
 from gpu_jobs.prompt_format import generation_prefix, parse_item_ids
@@ -182,16 +191,26 @@ def test_model_version_moves_with_data_and_settings():
                 model_version(TrainingConfig(lora_r=16), "d1", "t1")}) == 4
 
 
-def test_pretrained_base_is_cut_resized_and_keeps_tied_embeddings(store, tmp_path):
-    """The production path: from_pretrained on a local checkpoint (a small tied-embedding Llama here)."""
-    tokenizer = AutoTokenizer.from_pretrained(store.base / "tokenizers" / TOKENIZER)
-    config = LlamaConfig(vocab_size=500, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "base")
+# Small stand-ins for the pretrained bases, saved locally and loaded by the production path
+# (from_pretrained on a path): Llama and Qwen2 as served by TensorRT-LLM, OPT as in the reference.
+PRETRAINED = {
+    "llama": lambda: LlamaForCausalLM(LlamaConfig(vocab_size=500, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                                                  num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)),
+    "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(vocab_size=500, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                                                  num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)),
+    "opt": lambda: OPTForCausalLM(OPTConfig(vocab_size=500, hidden_size=32, ffn_dim=64, num_hidden_layers=4,
+                                            num_attention_heads=2, word_embed_proj_dim=32)),
+}
 
-    settings = TrainingConfig(base_model=str(tmp_path / "base"), keep_layers=2)
+
+@pytest.mark.parametrize("architecture", PRETRAINED)
+def test_pretrained_base_is_cut_resized_and_keeps_tied_embeddings(architecture, store, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(store.base / "tokenizers" / TOKENIZER)
+    PRETRAINED[architecture]().save_pretrained(tmp_path / "base")
+
+    settings = TrainingConfig(base_model=str(tmp_path / "base"), keep_layers=2, lora_target_modules=("all-linear",))
     model, train_embeddings = base_model(settings, tokenizer)
-    assert len(model.model.layers) == model.config.num_hidden_layers == 2
+    assert len(model.get_decoder().layers) == model.config.num_hidden_layers == 2
     assert model.get_input_embeddings().num_embeddings == len(tokenizer) and train_embeddings
 
     before = model.get_input_embeddings().weight.detach().clone()
@@ -205,3 +224,6 @@ def test_pretrained_base_is_cut_resized_and_keeps_tied_embeddings(store, tmp_pat
     # The new tokens' embeddings trained, and input and output still share one matrix.
     assert not torch.equal(merged.get_input_embeddings().weight, before)
     assert torch.equal(merged.lm_head.weight, merged.get_input_embeddings().weight)
+    merged.save_pretrained(tmp_path / "merged")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert type(reloaded) is type(merged) and reloaded.config.num_hidden_layers == 2
