@@ -7,6 +7,7 @@ from recsys_assets.candidates.assets import candidate_assets, candidate_checks
 from recsys_assets.features.assets import feature_assets
 from recsys_assets.ingest.assets import ingest_assets
 from recsys_assets.llm_data.assets import llm_data_assets
+from recsys_assets.marts.assets import marts_assets, marts_checks
 from recsys_assets.model.assets import model_assets
 from recsys_assets.sensors import operations_sensors
 from recsys_assets.shards import shard_assets
@@ -14,8 +15,8 @@ from resources import default_resources
 
 defs = dg.Definitions(
     # Freshness and automation by layer (recsys_assets/automation.py), not in the layer modules.
-    assets=with_layer_policies([*ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *model_assets, *shard_assets]),
-    asset_checks=[*candidate_checks],
+    assets=with_layer_policies([*ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *model_assets, *shard_assets, *marts_assets]),
+    asset_checks=[*candidate_checks, *marts_checks],
     sensors=[*automation_sensors(), *operations_sensors],
     resources=default_resources(),
 )

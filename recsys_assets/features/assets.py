@@ -66,7 +66,7 @@ def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
 
 @dbt_assets(
     manifest=dbt_project.manifest_path,
-    exclude="tag:daily",
+    exclude="tag:daily tag:marts",  # marts: recsys_assets/marts
     dagster_dbt_translator=translator,
     pool=WAREHOUSE_POOL,
     name="dbt_feature_models",

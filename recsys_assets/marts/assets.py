@@ -1,0 +1,30 @@
+"""Marts layer: tables for product teams, built by dbt on the recommendations.
+
+dbt_project/models/marts/ (tag ``marts``) reads ``marts.user_recommendations``, which the
+serving layer writes shard by shard, and rebuilds as one step once the shards are done (the
+marts aggregate over every user, so a shard at a time would only repeat the work). Who reads
+them is declared in dbt_project/models/exposures.yml.
+"""
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from recsys_assets.features.assets import translator
+from recsys_assets.marts.checks import mart_checks
+from resources.dbt import dbt_project
+from resources.warehouse import WAREHOUSE_POOL
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    select="tag:marts",
+    dagster_dbt_translator=translator,
+    pool=WAREHOUSE_POOL,
+    name="dbt_marts",
+)
+def dbt_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+marts_assets = [dbt_marts]
+marts_checks = mart_checks()
