@@ -221,10 +221,11 @@ def fit(model, train: Examples, val: Examples, config: TrainingConfig, pad_id: i
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
+            loss_value = float(loss)  # waits for the device, so the step time below is real on GPUs
             history.train_seconds += time.perf_counter() - started
             history.tokens += int(batch["attention_mask"].sum())
             history.steps += 1
-            history.train.append((history.steps, float(loss)))
+            history.train.append((history.steps, loss_value))
             report_progress(model, history, total_steps, val, config, pad_id, device, dtype, log)
             if history.steps == total_steps:
                 break
@@ -305,6 +306,8 @@ def run(context, args: argparse.Namespace) -> dict:
     version = model_version(config, dataset_dir.name, tokenizer_dir.name)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     context.log.info(f"model {version}: {config.base_model} on {dataset_dir} with {tokenizer_dir}, device {device}")
+    if torch.cuda.device_count() > 1:  # a small model trains on one GPU; more are for sharded generation
+        context.log.warning(f"{torch.cuda.device_count()} GPUs visible, training uses one")
     seed_everything(config.seed)
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
