@@ -7,15 +7,19 @@ from recsys_assets.candidates.assets import candidate_assets, candidate_checks
 from recsys_assets.features.assets import feature_assets
 from recsys_assets.ingest.assets import ingest_assets
 from recsys_assets.llm_data.assets import llm_data_assets
-from recsys_assets.marts.assets import marts_assets, marts_checks
+from recsys_assets.marts.assets import marts_for
 from recsys_assets.model.assets import model_assets
 from recsys_assets.sensors import operations_sensors
 from recsys_assets.shards import shard_assets
 from resources import default_resources
 
+layers = [*ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *model_assets, *shard_assets]
+# The marts read serving/user_recommendations: they join the graph when a layer above produces it.
+marts_assets, marts_checks = marts_for(layers)
+
 defs = dg.Definitions(
     # Freshness and automation by layer (recsys_assets/automation.py), not in the layer modules.
-    assets=with_layer_policies([*ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *model_assets, *shard_assets, *marts_assets]),
+    assets=with_layer_policies([*layers, *marts_assets]),
     asset_checks=[*candidate_checks, *marts_checks],
     sensors=[*automation_sensors(), *operations_sensors],
     resources=default_resources(),

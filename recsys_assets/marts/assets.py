@@ -26,5 +26,15 @@ def dbt_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     yield from dbt.cli(["build"], context=context).stream()
 
 
-marts_assets = [dbt_marts]
-marts_checks = mart_checks()
+RECOMMENDATIONS = dg.AssetKey(["serving", "user_recommendations"])
+
+
+def marts_for(upstream: list[dg.AssetsDefinition]) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """The marts and their checks, once ``upstream`` produces the recommendations they read.
+
+    Until the serving layer is in the graph, the dbt source would show up as a dangling asset
+    nobody owns, and the marts could not be built: they join the graph with it, by themselves.
+    """
+    if not any(RECOMMENDATIONS in assets_def.keys for assets_def in upstream):
+        return [], []
+    return [dbt_marts], mart_checks()
