@@ -10,6 +10,7 @@ sizes, seconds per phase, and a preview with item categories to eyeball.
     item_vectors -> similar_items;  user_vectors -> similar_users
 """
 
+import os
 from dataclasses import dataclass
 
 import dagster as dg
@@ -33,6 +34,18 @@ from resources.warehouse import WAREHOUSE_POOL
 
 OWNERS = ["team:ml"]
 KINDS = {"scikit-learn", "duckdb"}
+
+# ---- engine selection (README, "Running at scale"). RECSYS_CANDIDATE_ENGINE=sklearn (default:
+# steps.py) or spark (spark.py, needs the `spark` extra): the same step functions writing the
+# same tables, so the asset keys, configs and checks do not change with the engine.
+CANDIDATE_ENGINE = os.environ.get("RECSYS_CANDIDATE_ENGINE", "sklearn")
+if CANDIDATE_ENGINE == "spark":
+    from recsys_assets.candidates import spark as steps  # noqa: F811
+
+    KINDS = {"spark", "duckdb"}
+elif CANDIDATE_ENGINE != "sklearn":
+    raise ValueError(f"RECSYS_CANDIDATE_ENGINE={CANDIDATE_ENGINE!r}: expected 'sklearn' or 'spark'.")
+# ---- end of engine selection
 FCT_PURCHASES = dg.AssetKey(["staging", "fct_purchases"])
 ITEM_FEATURES = dg.AssetKey(["features", "item_features"])  # item categories for the previews
 PREVIEW_ROWS = 5
