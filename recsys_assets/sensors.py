@@ -58,10 +58,22 @@ def stale_snapshots(landing: LandingZone, instance: dg.DagsterInstance) -> list[
     return stale
 
 
+# One day's ingest: small loads that the warehouse pool runs one at a time anyway, so one
+# process (one pod in production) for the run instead of one per step.
+ingest_day = dg.define_asset_job(
+    "ingest_day",
+    selection=dg.AssetSelection.assets(*SNAPSHOT_KEYS.values(), *EVENT_KEYS),
+    partitions_def=daily_partitions,
+    executor_def=dg.in_process_executor,
+    tags=WAREHOUSE_RETRIES.tags,
+    description="Ingest of one event day (and the snapshots, when their files changed); started by landing_sensor.",
+)
+
+
 @dg.sensor(
     name="landing_sensor",
     minimum_interval_seconds=60,
-    asset_selection=[*SNAPSHOT_KEYS.values(), *EVENT_KEYS],
+    job=ingest_day,
     description="Starts ingest of every complete event day that appears in the landing folder "
     "(RECSYS_LANDING_DIR), one run per day; reloads the snapshots first when their files changed.",
 )
@@ -74,7 +86,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) ->
     return dg.SensorResult(
         run_requests=[
             # The run key makes a day's request idempotent across ticks while its run is queued.
-            dg.RunRequest(run_key=f"landing-{day}", partition_key=day.isoformat(), asset_selection=selection, tags=WAREHOUSE_RETRIES.tags)
+            dg.RunRequest(run_key=f"landing-{day}", partition_key=day.isoformat(), asset_selection=selection)
             for day in days
         ]
     )

@@ -12,18 +12,24 @@ with recommended as (
 ),
 
 item_counts as (
-    select summary_date, model_version, item_id, count(*) as times,
-        row_number() over (partition by summary_date, model_version order by count(*) desc, item_id) as item_rank
+    select summary_date, model_version, item_id, count(*) as times
     from recommended
-    group by all
+    group by summary_date, model_version, item_id
 ),
 
 top_items as (
     -- Top bias: the share of recommendations that go to the 10 most recommended items.
     select summary_date, model_version, sum(times) as top_item_recommendations
-    from item_counts
+    from (
+        select *, row_number() over (partition by summary_date, model_version order by times desc, item_id) as item_rank
+        from item_counts
+    )
     where item_rank <= 10
-    group by all
+    group by summary_date, model_version
+),
+
+catalog as (
+    select count(*) as items from {{ ref('stg_items') }}
 )
 
 select
@@ -32,10 +38,11 @@ select
     count(distinct user_id) as users,
     count(*) as recommendations,
     count(distinct item_id) as distinct_items,
-    count(distinct item_id) / (select count(*) from {{ ref('stg_items') }}) as catalog_coverage,
+    count(distinct item_id) / any_value(catalog.items) as catalog_coverage,
     any_value(t.top_item_recommendations) / count(*) as top_10_item_share,
     avg(score) as mean_score,
     max(generated_at) as generated_at
 from recommended
 left join top_items as t using (summary_date, model_version)
+cross join catalog
 group by summary_date, model_version
