@@ -13,6 +13,7 @@ import pytest
 
 from recsys_assets.evaluation import baselines
 from recsys_assets.evaluation.assets import BASELINES, evaluation_assets, load_baseline_inputs, recommendation_metrics
+from recsys_assets.evaluation.experiments import STUDY_METRICS, ExperimentsConfig, study_markdown, study_tables
 from recsys_assets.evaluation.tables import METRICS, RECOMMENDATIONS, write_recommendations
 from resources.artifacts import ArtifactStore
 from resources.splits import EvaluationSplit
@@ -210,3 +211,28 @@ def test_a_recommender_that_sees_the_test_period_scores_higher(evaluated):
     for name in BASELINE_NAMES:
         for metric in ("hit_rate", "ndcg"):
             assert values["oracle", metric, 10] > values[name, metric, 10], (name, metric)
+
+
+# --- the experiments job's plan and tables -------------------------------------------------
+
+
+def test_experiments_train_once_per_strategy_and_generate_each_variant_once():
+    config = ExperimentsConfig(strategies=["own", "similar_items", "combined"], chains=4, chains_strategy="similar_items", chain_counts=[1, 4, 10])
+    assert config.variants() == {"own": [4], "similar_items": [1, 4, 10], "combined": [4]}
+
+
+def test_study_tables_report_values_and_deltas_against_the_reference_row():
+    rows = [
+        (strategy, metric, k, value)
+        for strategy in ("combined", "similar_items")
+        for metric in STUDY_METRICS
+        for k, value in ((10, 0.2), (200, 0.5))
+    ] + [("combined", "ndcg", 10, 0.3)]
+    results = pd.DataFrame(rows, columns=["strategy", "metric", "k", "value"])
+    results.loc[results["strategy"] == "similar_items", "value"] *= 1.175
+    values, deltas = study_tables(results, "strategy", "combined", [10])
+    assert list(values.columns) == [f"{metric}@10" for metric in STUDY_METRICS]
+    assert values.loc["similar_items", "hit_rate@10"] == pytest.approx(0.235)
+    assert deltas.loc["similar_items"].tolist() == pytest.approx([0.175] * len(STUDY_METRICS))
+    assert deltas.loc["combined"].tolist() == pytest.approx([0.0] * len(STUDY_METRICS))
+    assert "(+18%)" in study_markdown(values, deltas, "combined")

@@ -21,9 +21,9 @@ import dagster as dg
 import pandas as pd
 
 from recsys_assets.evaluation import baselines
-from recsys_assets.evaluation.metrics import LOWER_IS_BETTER, METRICS, evaluate, relative_deltas, training_stats
+from recsys_assets.evaluation.metrics import LOWER_IS_BETTER, METRICS, TrainingStats, evaluate, relative_deltas, training_stats
 from recsys_assets.evaluation.tables import METRICS as METRICS_TABLE
-from recsys_assets.evaluation.tables import RECOMMENDATIONS, append_metrics, read_recommendations, write_recommendations
+from recsys_assets.evaluation.tables import RECOMMENDATIONS, append_results, read_recommendations, write_recommendations
 from recsys_assets.llm_data.history import items_bought_between
 from resources.artifacts import ArtifactStore
 from resources.splits import EvaluationSplit, SplitDates
@@ -165,6 +165,14 @@ def held_out_purchases(purchases: pd.DataFrame, dates: SplitDates) -> pd.DataFra
     return pairs.merge(paid, on=["user_id", "item_id"], how="left")
 
 
+def load_ground_truth(conn, dates: SplitDates, top_popular: int) -> tuple[pd.DataFrame, TrainingStats]:
+    """The held-out purchases and the training-period stats the metrics need."""
+    purchases = conn.execute("SELECT user_id, item_id, ts, price FROM staging.fct_purchases").df()
+    items = conn.execute("SELECT item_id, category_id FROM staging.stg_items").df()
+    training = purchases[purchases["ts"] < pd.Timestamp(dates.train_cutoff)]
+    return held_out_purchases(purchases, dates), training_stats(training, items, top_popular)
+
+
 def score_all(recommendations: pd.DataFrame, held_out: pd.DataFrame, stats, ks: list[int]) -> pd.DataFrame:
     frames = [evaluate(recs, held_out, stats, ks).assign(model=model) for model, recs in recommendations.groupby("recommender")]
     if not frames:
@@ -265,13 +273,10 @@ def recommendation_metrics(
     evaluated_at = datetime.now(timezone.utc).replace(tzinfo=None)
     with warehouse.get_connection() as conn:
         dates = splits.dates(conn)
-        purchases = conn.execute("SELECT user_id, item_id, ts, price FROM staging.fct_purchases").df()
-        items = conn.execute("SELECT item_id, category_id FROM staging.stg_items").df()
+        held_out, stats = load_ground_truth(conn, dates, config.top_popular)
         recommendations = read_recommendations(conn)
-        held_out = held_out_purchases(purchases, dates)
-        stats = training_stats(purchases[purchases["ts"] < pd.Timestamp(dates.train_cutoff)], items, config.top_popular)
         metrics = score_all(recommendations, held_out, stats, config.ks)
-        append_metrics(conn, metrics, evaluated_at)
+        append_results(conn, METRICS_TABLE, metrics, evaluated_at)
 
     focus = focus_model(metrics, config.focus_model)
     png = comparison_plot(metrics, config.ks, focus)

@@ -4,7 +4,8 @@
 and the LLM alike); each writer replaces only its own rows, in one transaction, so the
 evaluation never sees a half-written recommender. ``marts.recommendation_metrics`` keeps
 one row per (model, metric, k) per evaluation run: ``evaluated_at`` tells the runs apart
-and the history shows how a model moved.
+and the history shows how a model moved. ``evaluation.experiment_results`` does the same
+for the experiments job's (target strategy, chains) variants.
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ import pandas as pd
 
 RECOMMENDATIONS = "evaluation.recommendations"
 METRICS = "marts.recommendation_metrics"
+EXPERIMENTS = "evaluation.experiment_results"
 
 _DDL = {
     RECOMMENDATIONS: "recommender VARCHAR, user_id BIGINT, rank INTEGER, item_id BIGINT, score DOUBLE",
     METRICS: "model VARCHAR, metric VARCHAR, k INTEGER, value DOUBLE, evaluated_at TIMESTAMP",
+    EXPERIMENTS: "run_id VARCHAR, strategy VARCHAR, chains INTEGER, metric VARCHAR, k INTEGER, value DOUBLE, evaluated_at TIMESTAMP",
+}
+_APPEND_COLUMNS = {
+    METRICS: ["model", "metric", "k", "value"],
+    EXPERIMENTS: ["run_id", "strategy", "chains", "metric", "k", "value"],
 }
 
 
@@ -60,11 +67,12 @@ def read_recommendations(conn) -> pd.DataFrame:
     return conn.execute(f"SELECT recommender, user_id, rank, item_id FROM {RECOMMENDATIONS}").df()
 
 
-def append_metrics(conn, metrics: pd.DataFrame, evaluated_at: datetime) -> None:
-    """Add one evaluation run's ``model, metric, k, value`` rows."""
-    ensure_table(conn, METRICS)
-    conn.register("incoming_metrics", metrics[["model", "metric", "k", "value"]])
+def append_results(conn, table: str, rows: pd.DataFrame, evaluated_at: datetime) -> None:
+    """Add one evaluation run's rows to ``METRICS`` or ``EXPERIMENTS``, stamped ``evaluated_at``."""
+    ensure_table(conn, table)
+    columns = ", ".join(_APPEND_COLUMNS[table])
+    conn.register("incoming_results", rows[_APPEND_COLUMNS[table]])
     try:
-        _in_transaction(conn, [(f"INSERT INTO {METRICS} SELECT model, metric, k, value, ? FROM incoming_metrics", [evaluated_at])])
+        _in_transaction(conn, [(f"INSERT INTO {table} SELECT {columns}, ? FROM incoming_results", [evaluated_at])])
     finally:
-        conn.unregister("incoming_metrics")
+        conn.unregister("incoming_results")

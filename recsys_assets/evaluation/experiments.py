@@ -1,0 +1,258 @@
+"""The experiments job: the reference's two studies, reproduced on this marketplace.
+
+1. Target strategy: one model per preset of ``recsys_assets.llm_data.targets.PRESETS`` (own,
+   similar users, similar items, clusters, combined), each generating the test split with
+   the production chain count. The reference found similar items best, +17.5% over combined.
+2. Chains: the ``chains_strategy`` model generating with 1, 4, 10 and 20 chains per user. The
+   reference found 10-20 chains about +190% hit rate over one.
+
+Every variant runs the production code paths: the prompt dataset builder of llm_data, the
+training, engine build and generation GPU jobs (through the ``gpu_jobs`` resource: a local
+subprocess, or a GPU pod in production), and the metric functions of recommendation_metrics
+on the same held-out purchases. Everything lands under ``experiments/<run id>/`` in the
+artifact store and in ``evaluation.experiment_results``; no production dataset, model or
+recommendation is touched.
+"""
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from recsys_assets.evaluation.assets import GROUP, OWNERS, load_ground_truth
+from recsys_assets.evaluation.metrics import TrainingStats, evaluate
+from recsys_assets.evaluation.tables import EXPERIMENTS, append_results
+from recsys_assets.llm_data.assets import TOKENIZER_KEY, PromptDatasetConfig, load_market_data
+from recsys_assets.llm_data.dataset import DatasetSpec, MarketData, build_dataset
+from recsys_assets.llm_data.targets import PRESETS, resolve_shares
+from recsys_assets.model.assets import FineTuneConfig, job_path
+from resources.artifacts import ArtifactStore, latest_artifact
+from resources.gpu_jobs import GpuJobRunner
+from resources.splits import EvaluationSplit, SplitDates
+from resources.warehouse import Warehouse
+
+EXPERIMENTS_KEY = dg.AssetKey(["evaluation", "experiment_studies"])
+# The columns of the reference's study tables.
+STUDY_METRICS = ["hit_rate", "precision", "recall", "revenue", "top_bias"]
+
+
+class ExperimentsConfig(dg.Config):
+    strategies: list[str] = list(PRESETS)
+    """Target strategy presets of study 1."""
+    chains: int = 4
+    """Chains per user in study 1 (the production setting)."""
+    chains_strategy: str = "similar_items"
+    """The strategy whose model study 2 generates with every chain count."""
+    chain_counts: list[int] = [1, 4, 10, 20]
+    """Chain counts of study 2."""
+    ks: list[int] = [10, 200]
+    """Cut-offs K of the reported metrics."""
+    top_popular: int = 100
+    """N of "the N most popular training items" (top bias), as in recommendation_metrics."""
+    include_bought: bool = True
+    """Keep items the user already bought (about 30% of held-out purchases are repeats), as the baselines do."""
+    max_items: int = 200
+    """Longest list kept per user."""
+    backend: str = "ctranslate2"
+    """Inference backend for the engine build and generation."""
+    seed: int = 0
+    """Sampling seed: the variants differ by their setting, not by their luck."""
+    dataset: PromptDatasetConfig = PromptDatasetConfig()
+    """Prompt dataset settings; target_strategy / target_shares are set per variant."""
+    training: FineTuneConfig = FineTuneConfig()
+    """Fine-tuning settings, the same for every strategy."""
+
+    def variants(self) -> dict[str, list[int]]:
+        """Chain counts to generate per strategy; a variant both studies need runs once."""
+        plan = {strategy: [self.chains] for strategy in self.strategies}
+        plan[self.chains_strategy] = sorted({*plan.get(self.chains_strategy, []), *self.chain_counts})
+        return plan
+
+
+@dataclass(frozen=True)
+class StorePaths:
+    """One artifact-store path as the orchestrator and as a GPU job see it (a pod may mount
+    the store elsewhere)."""
+
+    here: Path
+    there: Path
+
+    def local(self, relative: Path) -> Path:
+        path = self.here / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def job(self, relative: Path) -> str:
+        return str(self.there / relative)
+
+    def relative(self, job_path: str) -> Path:
+        return Path(job_path).relative_to(self.there)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What every variant shares."""
+
+    context: dg.AssetExecutionContext
+    config: ExperimentsConfig
+    gpu_jobs: GpuJobRunner
+    paths: StorePaths
+    folder: Path  # experiments/<run id>, relative to the store
+    tokenizer: str  # as the training job resolves it (relative to the store when inside it)
+    market: MarketData
+    dates: SplitDates
+    held_out: pd.DataFrame
+    stats: TrainingStats
+
+    def run_job(self, module: str, args: list[str]) -> dict:
+        invocation = self.gpu_jobs.run(self.context, module=module, args=args, gpu_count=self.config.training.gpu_count)
+        return {name: value.value for name, value in invocation.get_materialize_result().metadata.items()}
+
+
+def write_dataset(experiment: Experiment, strategy: str, count_tokens) -> Path:
+    """The prompt dataset with ``strategy``'s targets (val/test targets are the next purchases either way)."""
+    settings = experiment.config.dataset
+    spec = DatasetSpec(resolve_shares(strategy), settings.target_items, settings.history_max_items, settings.max_seq_len, settings.intent_days)
+    examples = build_dataset(experiment.market, spec, experiment.dates, count_tokens)
+    # The folder name is part of the model version: unique per run and strategy, so that the
+    # strategies' models do not share a version (and a folder).
+    folder = experiment.folder / "datasets" / f"{experiment.folder.name[:8]}-{strategy}"
+    for split in ("train", "val", "test"):
+        examples[examples["split"] == split].to_parquet(experiment.paths.local(folder / f"{split}.parquet"), index=False)
+    return folder
+
+
+def train_and_build(experiment: Experiment, dataset: Path) -> tuple[Path, dict]:
+    """Fine-tune on ``dataset`` and build the inference engine; returns the engine folder."""
+    training = experiment.config.training.training(experiment.gpu_jobs.mode)
+    trained = experiment.run_job("gpu_jobs.train", ["--dataset", str(dataset), "--tokenizer", experiment.tokenizer, *training.to_args()])
+    engine = experiment.folder / "engines" / dataset.name
+    merged = experiment.paths.relative(trained["path"]) / "merged"
+    experiment.run_job(
+        "gpu_jobs.build_engine",
+        ["--model-dir", experiment.paths.job(merged), "--backend", experiment.config.backend, "--out-dir", experiment.paths.job(engine)],
+    )
+    return engine, trained
+
+
+def generate_and_score(experiment: Experiment, dataset: Path, engine: Path, chains: int) -> pd.DataFrame:
+    """Recommendations for the test prompts with ``chains`` chains, scored: ``metric, k, value`` rows."""
+    config, paths = experiment.config, experiment.paths
+    output = experiment.folder / "recommendations" / f"{dataset.name}-{chains}-chains.parquet"
+    args = ["--engine-dir", paths.job(engine), "--prompts", paths.job(dataset / "test.parquet"), "--output", paths.job(output)]
+    args += ["--catalog", paths.job(experiment.folder / "catalog.parquet"), "--chains", str(chains)]
+    args += ["--seed", str(config.seed), "--max-items", str(config.max_items)]
+    args += ["--include-bought"] if config.include_bought else ["--bought", paths.job(experiment.folder / "bought.parquet")]
+    generated = experiment.run_job("gpu_jobs.generate", args)
+    recommendations = pd.read_parquet(paths.local(output), columns=["user_id", "rank", "item_id"])
+    scores = evaluate(recommendations, experiment.held_out, experiment.stats, config.ks)
+    # The generated ids that were not in the catalog (dropped before the list was written).
+    raw_valid = pd.DataFrame([{"metric": "raw_valid_id_rate", "k": None, "value": generated["valid_id_rate"]}])
+    return pd.concat([scores, raw_valid], ignore_index=True)
+
+
+def study_tables(results: pd.DataFrame, index: str, reference, ks: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Values (rows ``index``, columns metric@k of STUDY_METRICS) and their relative deltas
+    against the ``reference`` row, the way the reference system reported its studies."""
+    scored = results[results["metric"].isin(STUDY_METRICS) & results["k"].isin(ks)]
+    table = scored.pivot_table(index=index, columns=["metric", "k"], values="value", aggfunc="first")
+    table = table.reindex(columns=[(metric, k) for k in ks for metric in STUDY_METRICS])
+    table.columns = [f"{metric}@{k}" for metric, k in table.columns]
+    deltas = table.div(table.loc[reference]).sub(1.0) if reference in table.index else table * float("nan")
+    return table, deltas
+
+
+def study_markdown(values: pd.DataFrame, deltas: pd.DataFrame, reference) -> str:
+    formatted = values.map(lambda v: f"{v:.4f}") + deltas.map(lambda d: "" if pd.isna(d) else f" ({d:+.0%})")
+    return f"Relative to {reference} in brackets; top_bias: lower is better.\n\n" + formatted.to_markdown(disable_numparse=True)
+
+
+def _evaluated_at() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dg.asset(
+    key=EXPERIMENTS_KEY,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"pytorch", "python"},
+    # No deps on purpose: the layer's eager automation would otherwise retrain five models
+    # whenever the features move. It reads the latest id tokenizer, features and candidates
+    # when launched (the "experiments" job), and holds no warehouse pool slot for its hours.
+    description=(
+        "The reference's two studies on this marketplace: one model per target strategy (own / similar users / similar "
+        "items / clusters / combined), and the chain count (1 / 4 / 10 / 20), against HitRate, Precision, Recall, "
+        f"Revenue and Top bias on the test period. Trains, builds and generates through the GPU jobs; rows in {EXPERIMENTS}."
+    ),
+)
+def experiment_studies(
+    context: dg.AssetExecutionContext,
+    config: ExperimentsConfig,
+    warehouse: Warehouse,
+    splits: EvaluationSplit,
+    artifacts: ArtifactStore,
+    gpu_jobs: GpuJobRunner,
+) -> dg.MaterializeResult:
+    from transformers import PreTrainedTokenizerFast
+
+    started = time.perf_counter()
+    paths = StorePaths(artifacts.base, Path(gpu_jobs.artifacts_path))
+    tokenizer_dir = latest_artifact(context.instance, TOKENIZER_KEY)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
+    folder = Path("experiments") / context.run_id
+    with warehouse.get_connection() as conn:
+        dates = splits.dates(conn)
+        market = load_market_data(conn)
+        held_out, stats = load_ground_truth(conn, dates, config.top_popular)
+        conn.execute("SELECT item_id FROM staging.stg_items").df().to_parquet(paths.local(folder / "catalog.parquet"))
+        bought = conn.execute("SELECT DISTINCT user_id, item_id FROM staging.fct_purchases WHERE ts < ?", [dates.test_start]).df()
+    bought.to_parquet(paths.local(folder / "bought.parquet"))
+    experiment = Experiment(
+        context, config, gpu_jobs, paths, folder, job_path(str(tokenizer_dir), TOKENIZER_KEY, context, artifacts),
+        market, dates, held_out, stats,
+    )
+
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    frames, models = [], {}
+    for strategy, chain_counts in config.variants().items():
+        dataset = write_dataset(experiment, strategy, count_tokens)
+        engine, trained = train_and_build(experiment, dataset)
+        models[strategy] = {name: trained[name] for name in ("model_version", "val_loss_start", "val_loss_end", "train_seconds")}
+        for chains in chain_counts:
+            scores = generate_and_score(experiment, dataset, engine, chains)
+            frames.append(scores.assign(strategy=strategy, chains=chains))
+            headline = scores.set_index(["metric", "k"])["value"]
+            context.log.info(f"{strategy}, {chains} chains: HitRate@{config.ks[0]} {headline['hit_rate', config.ks[0]]:.4f}")
+    results = pd.concat(frames, ignore_index=True).assign(run_id=context.run_id).astype({"k": "Int64"})
+    with warehouse.get_connection() as conn:
+        append_results(conn, EXPERIMENTS, results, _evaluated_at())
+
+    by_strategy = results[results["chains"] == config.chains]
+    by_chains = results[results["strategy"] == config.chains_strategy]
+    strategy_reference = "combined" if "combined" in config.strategies else config.strategies[0]
+    return dg.MaterializeResult(
+        metadata={
+            "run_folder": dg.MetadataValue.path(str(paths.local(folder))),
+            "dagster/row_count": len(results),
+            "models": dg.MetadataValue.json(models),
+            "target_strategy_study": dg.MetadataValue.md(
+                study_markdown(*study_tables(by_strategy, "strategy", strategy_reference, config.ks), strategy_reference)
+            ),
+            "chains_study": dg.MetadataValue.md(
+                study_markdown(*study_tables(by_chains, "chains", min(config.chain_counts), config.ks), f"{min(config.chain_counts)} chain(s)")
+            ),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    )
+
+
+experiments_job = dg.define_asset_job(
+    "experiments",
+    selection=[EXPERIMENTS_KEY],
+    description="Target strategy x chain count studies (evaluation/experiment_studies): trains a model per strategy; hours on CPU.",
+)
