@@ -13,14 +13,17 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import pytest
 
 from recsys_assets.automation import LAYER_POLICIES, automation_sensors
 from recsys_assets.definitions import defs
-from recsys_assets.sensors import EVENT_KEYS, SNAPSHOT_KEYS, alert_sensor, landing_sensor, run_failure_alert
+from partitions.user_shards import ShardRange
+from recsys_assets.sensors import EVENT_KEYS, SNAPSHOT_KEYS, alert_sensor, landing_sensor, run_failure_alert, user_shard_sensor
 from resources.landing import LandingZone
 from resources.notifier import Notifier
+from resources.warehouse import Warehouse
 from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
 from tests.operations_drill import broken_asset, checked_asset
 
@@ -112,6 +115,38 @@ def test_landing_sensor_reloads_changed_snapshots_with_the_day_and_skips_incompl
     [request] = evaluate_landing_sensor(instance, landing).run_requests
     assert request.partition_key == str(TINY.end_date)
     assert set(request.asset_selection) == {SNAPSHOT_KEYS["users"], *EVENT_KEYS}
+
+
+# --- shard sensor ---------------------------------------------------------------------------
+
+
+def test_shard_sensor_registers_shards_for_new_users_only(tmp_path):
+    database = str(tmp_path / "warehouse.duckdb")
+    with duckdb.connect(database) as conn:
+        conn.execute("CREATE SCHEMA staging; CREATE TABLE staging.stg_users AS SELECT * FROM (VALUES (5), (250000000), (260000000)) t(user_id)")
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick() -> dg.SensorResult:
+        context = dg.build_sensor_context(instance=instance, resources={"warehouse": Warehouse(database=database)})
+        result = user_shard_sensor(context)
+        for request in result.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+        return result
+
+    tick()
+    assert instance.get_dynamic_partitions("user_shards") == [ShardRange(0, 199_999_999).key, ShardRange(200_000_000, 399_999_999).key]
+    assert not tick().dynamic_partitions_requests  # nobody new: nothing to add
+    with duckdb.connect(database) as conn:
+        conn.execute("INSERT INTO staging.stg_users VALUES (900000001)")
+    [request] = tick().dynamic_partitions_requests
+    assert request.partition_keys == [ShardRange(800_000_000, 999_999_999).key]
+
+
+def test_shard_sensor_waits_until_the_users_are_readable(tmp_path):
+    database = str(tmp_path / "warehouse.duckdb")
+    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), resources={"warehouse": Warehouse(database=database)})
+    duckdb.connect(database).close()  # exists, but staging.stg_users does not yet
+    assert "not readable yet" in user_shard_sensor(context).skip_reason.skip_message
 
 
 # --- automation conditions ------------------------------------------------------------------
