@@ -221,7 +221,7 @@ def fit(model, train: Examples, val: Examples, config: TrainingConfig, pad_id: i
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
-            loss_value = float(loss)  # waits for the device, so the step time below is real on GPUs
+            loss_value = loss.item()  # waits for the device, so the step time below is real on GPUs
             history.train_seconds += time.perf_counter() - started
             history.tokens += int(batch["attention_mask"].sum())
             history.steps += 1
