@@ -76,7 +76,7 @@ def load_baseline_inputs(conn, dates: SplitDates) -> baselines.BaselineInputs:
 
 
 def _baseline_metadata(inputs: baselines.BaselineInputs, recommendations: pd.DataFrame, seconds: float) -> dict:
-    first_user = recommendations[recommendations["user_id"] == recommendations["user_id"].iloc[0]] if len(recommendations) else recommendations
+    first_user = recommendations[recommendations["user_id"] == recommendations["user_id"].min()].head(10)
     return {
         "dagster/row_count": len(recommendations),
         "users": int(recommendations["user_id"].nunique()),
@@ -84,10 +84,12 @@ def _baseline_metadata(inputs: baselines.BaselineInputs, recommendations: pd.Dat
         "training_purchases": len(inputs.training),
         "training_cutoff": str(inputs.training_end.date()),
         "history_until": str(inputs.history_end.date()),
-        "last_event_seen": str(inputs.histories["ts"].max()) if len(inputs.histories) else "none",
+        # What the leakage rules promise, visible per run: fitted before val_start, histories before test_start.
+        "last_event_fitted": str(inputs.training["ts"].max()),
+        "last_event_seen": str(inputs.histories["ts"].max()),
         "seconds": round(seconds, 2),
         # As text: tabulate would print 9-digit ids in float notation.
-        "preview": dg.MetadataValue.md(first_user.head(10).round({"score": 4}).astype(str).to_markdown(index=False, disable_numparse=True)),
+        "preview": dg.MetadataValue.md(first_user.round({"score": 4}).astype(str).to_markdown(index=False, disable_numparse=True)),
     }
 
 

@@ -165,6 +165,7 @@ def rank_by_scores(scores: np.ndarray, users: np.ndarray, space: ItemSpace, n: i
     then by popularity (the space is ordered most popular first), so popular items fill the
     slots of users with fewer than ``n`` scored items."""
     n = min(n, scores.shape[1])
+    # Negative scores (EASE has them) rank like unscored items: after every positive score.
     positive = np.where(scores > 0, scores, 0.0)
     # A stable sort of -score keeps the popularity order among equal scores (and among zeros).
     order = np.argsort(-positive, axis=1, kind="stable")[:, :n]
@@ -182,11 +183,12 @@ def score_users(inputs: BaselineInputs, space: ItemSpace, item_weights, n: int, 
     """Score = recency-weighted history x item-item weights, ranked, block by block of users."""
     history = history_matrix(inputs, space, half_life_days)
     blocks = []
-    for start in range(0, len(inputs.users), USER_BLOCK):
+    # At least one (possibly empty) block, so that no users still give a frame with the columns.
+    for start in range(0, max(len(inputs.users), 1), USER_BLOCK):
         block = history[start : start + USER_BLOCK] @ item_weights
         block = block.toarray() if sp.issparse(block) else np.asarray(block)
         blocks.append(rank_by_scores(block, inputs.users[start : start + USER_BLOCK], space, n))
-    return pd.concat(blocks, ignore_index=True) if blocks else rank_by_scores(np.zeros((0, 0)), inputs.users[:0], space, n)
+    return pd.concat(blocks, ignore_index=True)
 
 
 def item_to_item(inputs: BaselineInputs, n: int, neighbours: int, half_life_days: float) -> pd.DataFrame:
