@@ -137,7 +137,7 @@ def cluster_items(item_vectors: np.ndarray, clusters: int, seed: int) -> np.ndar
 
     k-means on unit vectors groups items by cosine similarity (spherical k-means in effect).
     """
-    labels = _kmeans(item_vectors, min(clusters, len(item_vectors)), seed).labels_
+    labels = _kmeans(item_vectors, min(clusters, len(item_vectors)), seed, restarts=3).labels_
     return dense_ids(labels)[1]
 
 
@@ -172,19 +172,20 @@ def blocked_top_k(
     indices = np.full((len(queries), probes, k), -1, dtype=np.int64)
     scores = np.full((len(queries), probes, k), -np.inf, dtype=np.float32)
     excluded = excluded.tocsr() if excluded is not None else None
-    base_order = np.argsort(base_blocks, kind="stable")
-    block_starts = np.searchsorted(base_blocks[base_order], np.arange(base_blocks.max() + 2))
+    base_members = _group_by_block(base_blocks)
+    query_members = _group_by_block(query_blocks.ravel())
     local_position = np.full(len(base), -1, dtype=np.int64)
     for block in np.unique(query_blocks[query_blocks >= 0]):  # -1: fewer blocks exist than probes
-        members = base_order[block_starts[block] : block_starts[block + 1]]
+        members = base_members(block)
         if len(members) == 0:
             continue
         local_position[members] = np.arange(len(members))
-        probing, probe = np.nonzero(query_blocks == block)
+        block_base = base[members].T
+        probing, probe = np.divmod(query_members(block), probes)
         chunk = max(1, BLOCK_ELEMENTS // len(members))
         for start in range(0, len(probing), chunk):
             rows = probing[start : start + chunk]
-            block_scores = queries[rows] @ base[members].T
+            block_scores = queries[rows] @ block_base
             if excluded is not None:
                 _mask_excluded(block_scores, excluded[rows], local_position)
             best, best_scores = _select_top(block_scores, k)
@@ -192,6 +193,13 @@ def blocked_top_k(
             scores[rows, probe[start : start + chunk], : best.shape[1]] = best_scores
         local_position[members] = -1
     return _merge(indices.reshape(len(queries), -1), scores.reshape(len(queries), -1), k)
+
+
+def _group_by_block(blocks: np.ndarray):
+    """A lookup from block id to the positions holding it, built with one sort."""
+    order = np.argsort(blocks, kind="stable")
+    starts = np.searchsorted(blocks[order], np.arange(max(int(blocks.max(initial=0)), 0) + 2))
+    return lambda block: order[starts[block] : starts[block + 1]]
 
 
 def _mask_excluded(block_scores: np.ndarray, excluded_rows: sp.csr_matrix, local_position: np.ndarray) -> None:
@@ -271,7 +279,8 @@ def search_lists(vectors: np.ndarray, list_size: int, probes: int, seed: int) ->
         return SearchLists(zeros, zeros[:, None])
     rng = np.random.default_rng(seed)
     sample = vectors[rng.choice(len(vectors), size=min(len(vectors), lists * SEARCH_FIT_ROWS_PER_LIST), replace=False)]
-    centroids = normalise_rows(_kmeans(sample, lists, seed).cluster_centers_)
+    # One k-means restart: the lists only need to be compact, not the best clustering.
+    centroids = normalise_rows(_kmeans(sample, lists, seed, restarts=1).cluster_centers_)
     nearest = nearest_clusters(vectors, centroids, min(probes, lists)).indices
     return SearchLists(nearest[:, 0], nearest)
 
@@ -295,5 +304,8 @@ def recall(approximate: TopK, exact: TopK) -> float:
     return hits / wanted if wanted else 1.0
 
 
-def _kmeans(vectors: np.ndarray, clusters: int, seed: int) -> MiniBatchKMeans:
-    return MiniBatchKMeans(n_clusters=clusters, random_state=seed, n_init=3, batch_size=4096).fit(vectors)
+def _kmeans(vectors: np.ndarray, clusters: int, seed: int, restarts: int) -> MiniBatchKMeans:
+    # Random initial centres, not k-means++: with a thousand clusters k-means++ seeding took 5x
+    # longer than the whole fit that follows (308 s vs 59 s for 200k x 64, k=1000) for a 0.4%
+    # lower inertia. Restarts only re-draw the seeds and keep the best, so they stay cheap.
+    return MiniBatchKMeans(n_clusters=clusters, init="random", random_state=seed, n_init=restarts, batch_size=4096).fit(vectors)

@@ -1,0 +1,235 @@
+"""Time the candidates layer at growing scale: seconds and peak memory per step.
+
+    .venv/bin/python benchmarks/candidates.py --users 10000,100000,1000000
+
+For every scale a fresh process generates a synthetic marketplace (items scaled with users),
+loads its purchases into a scratch DuckDB warehouse as ``staging.fct_purchases``, and runs
+the same step functions the Dagster assets run (recsys_assets/candidates/steps.py), with
+the assets' default configuration except the number of interest clusters, which grows with
+the catalogue (--items-per-cluster). Similar items and users use exact search up to
+``search_list_size`` rows and inverted-file search beyond; the recall of that search against
+exact search on a sample is printed with them.
+
+Peak memory is the process's peak resident set size during the step (Linux: the peak is
+reset before each step through /proc/self/clear_refs), so it includes what the process
+already held (the interpreter, DuckDB's buffer cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from recsys_assets.candidates.steps import StepReport  # noqa: E402  (needs the project on sys.path)
+
+RESULT_PREFIX = "RESULT "
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", default="10000,100000,1000000", help="comma-separated user counts (default: %(default)s)")
+    parser.add_argument("--items-per-user", type=float, default=2 / 3, help="catalogue size per user (default: the generator's 2/3)")
+    parser.add_argument("--items-per-cluster", type=int, default=500, help="interest clusters = max(config default, items / this)")
+    parser.add_argument("--days", type=int, default=180, help="days of purchases generated (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", type=int, help=argparse.SUPPRESS)  # internal: run one scale in this process
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------- one scale (worker process)
+
+
+def reset_peak_memory() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def emit(**row) -> None:
+    print(RESULT_PREFIX + json.dumps(row, default=str), flush=True)
+
+
+def measured(step: str, scale: int, action):
+    """Run ``action`` and emit its seconds and peak memory; returns what the action returned."""
+    exact_peak = reset_peak_memory()
+    started = time.perf_counter()
+    value = action()
+    seconds = time.perf_counter() - started
+    report = value if isinstance(value, StepReport) else None
+    emit(
+        users=scale,
+        step=step,
+        seconds=round(seconds, 2),
+        peak_mb=round(peak_memory_mb()),
+        peak_is_per_step=exact_peak,
+        rows=report.rows if report else value if isinstance(value, int) else None,
+        phases=report.seconds if report else None,
+        recall=report.stats.get("recall_vs_exact") if report else None,
+        search=_search(report.stats) if report else None,
+    )
+    return value
+
+
+def _search(stats: dict) -> str | None:
+    return f"{stats['search_lists']} lists x {stats['search_probes']} probes" if "search_lists" in stats else None
+
+
+def marketplace_spec(users: int, args: argparse.Namespace):
+    from synthetic_marketplace.generator import MarketplaceSpec
+
+    items = max(10, round(users * args.items_per_user))
+    return MarketplaceSpec(users=users, items=items, days=args.days, end_date=date(2026, 6, 30), seed=args.seed)
+
+
+def load_purchases(conn, spec, market) -> int:
+    """staging.fct_purchases with the columns the candidate steps read; returns its row count."""
+    purchases = market.purchases[["user_id", "item_id", "seconds"]]
+    start = datetime.combine(spec.start_date, datetime.min.time())
+    conn.register("generated", purchases)
+    conn.execute("CREATE SCHEMA staging")
+    conn.execute(
+        f"""
+        CREATE TABLE staging.fct_purchases AS
+        SELECT CAST(ts AS DATE) AS event_date, user_id, item_id, ts
+        FROM (SELECT user_id, item_id, TIMESTAMP '{start}' + to_seconds(round(seconds)::BIGINT) AS ts FROM generated)
+        """
+    )
+    conn.unregister("generated")
+    return len(purchases)
+
+
+def run_scale(users: int, args: argparse.Namespace) -> None:
+    import duckdb
+
+    from recsys_assets.candidates import steps
+    from recsys_assets.candidates.assets import (
+        InterestClustersConfig,
+        ItemVectorsConfig,
+        NeighboursConfig,
+        UserClusterCandidatesConfig,
+        UserInterestClustersConfig,
+        UserVectorsConfig,
+    )
+
+    from synthetic_marketplace.generator import generate
+
+    spec = marketplace_spec(users, args)
+    item_config, user_config = ItemVectorsConfig(), UserVectorsConfig()
+    clusters = InterestClustersConfig(clusters=max(InterestClustersConfig().clusters, spec.items // args.items_per_cluster))
+    user_clusters, candidates, neighbours = UserInterestClustersConfig(), UserClusterCandidatesConfig(), NeighboursConfig()
+    emit(users=users, step="config", items=spec.items, clusters=clusters.clusters, dimensions=item_config.dimensions,
+         neighbours=neighbours.neighbours, candidates_per_user=candidates.candidates_per_user)
+    market = measured("generate marketplace (setup)", users, lambda: generate(spec))
+
+    with tempfile.TemporaryDirectory() as scratch, duckdb.connect(str(Path(scratch) / "warehouse.duckdb")) as conn:
+        measured("load purchases (setup)", users, lambda: load_purchases(conn, spec, market))
+        del market
+        layer = [
+            ("item_vectors", lambda: steps.item_vectors(conn, history_days=item_config.history_days, dimensions=item_config.dimensions, seed=item_config.seed)),
+            ("user_vectors", lambda: steps.user_vectors(conn, history_days=user_config.history_days, recency_half_life_days=user_config.recency_half_life_days)),
+            ("interest_clusters", lambda: steps.interest_clusters(conn, clusters=clusters.clusters, seed=clusters.seed)),
+            ("user_interest_clusters", lambda: steps.user_interest_clusters(conn, clusters_per_user=user_clusters.clusters_per_user)),
+            ("user_cluster_candidates", lambda: steps.user_cluster_candidates(conn, history_days=candidates.history_days, candidates_per_user=candidates.candidates_per_user)),
+            ("similar_items", lambda: steps.similar_items(conn, **neighbours.model_dump())),
+            ("similar_users", lambda: steps.similar_users(conn, **neighbours.model_dump())),
+        ]
+        for step, action in layer:
+            measured(step, users, action)
+
+
+# ---------------------------------------------------------------- all scales (parent process)
+
+
+def run_in_subprocess(users: int, argv: list[str]) -> list[dict]:
+    """One scale per process, so peak memory and caches do not carry over between scales."""
+    command = [sys.executable, __file__, *argv, "--scale", str(users)]
+    rows = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}) as process:
+        for line in process.stdout:
+            if line.startswith(RESULT_PREFIX):
+                row = json.loads(line[len(RESULT_PREFIX) :])
+                rows.append(row)
+                print_row(row)
+    if process.returncode:
+        print(f"  (scale {users:,} failed with exit code {process.returncode})", flush=True)
+    return rows
+
+
+def print_row(row: dict) -> None:
+    if row["step"] == "config":
+        print(
+            f"\n== {row['users']:,} users, {row['items']:,} items; "
+            f"{row['clusters']} clusters, {row['dimensions']} dims, K={row['neighbours']}, N={row['candidates_per_user']}",
+            flush=True,
+        )
+        print(f"{'step':<30} {'seconds':>9} {'peak MB':>9} {'rows':>12}  phases / search", flush=True)
+        return
+    phases = " ".join(f"{k}={v:.1f}" for k, v in (row["phases"] or {}).items())
+    search = f"  [{row['search']}, recall@K vs exact {row['recall']:.3f}]" if row.get("recall") is not None else ""
+    rows = f"{row['rows']:,}" if row["rows"] is not None else ""
+    print(f"{row['step']:<30} {row['seconds']:>9.2f} {row['peak_mb']:>9,} {rows:>12}  {phases}{search}", flush=True)
+
+
+def print_growth(rows: list[dict], scales: list[int]) -> None:
+    """Seconds and peak memory per step side by side across scales, to see how cost grows."""
+    by_key = {(r["users"], r["step"]): r for r in rows}
+    steps = [r["step"] for r in rows if r["users"] == scales[0] and r["step"] != "config"]
+
+    def cell(users: int, step: str) -> str:
+        row = by_key.get((users, step))
+        return f"{row['seconds']:.1f}s / {row['peak_mb']:,}" if row else "-"
+
+    print(f"\n{'step (seconds / peak MB)':<30}" + "".join(f" {users:>16,} users" for users in scales))
+    for step in steps:
+        print(f"{step:<30}" + "".join(f" {cell(users, step):>22}" for users in scales))
+    layer = [r for r in rows if "(setup)" not in r["step"] and r["step"] != "config"]
+    totals = [sum(r["seconds"] for r in layer if r["users"] == users) for users in scales]
+    print(f"{'layer total (without setup)':<30}" + "".join(f" {total:>21.1f}s" for total in totals))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.scale:
+        run_scale(args.scale, args)
+        return
+    scales = [int(u) for u in args.users.split(",")]
+    forwarded = [
+        f"--items-per-user={args.items_per_user}",
+        f"--items-per-cluster={args.items_per_cluster}",
+        f"--days={args.days}",
+        f"--seed={args.seed}",
+    ]
+    print(f"Candidates layer benchmark on {os.cpu_count()} cores; scales: {', '.join(f'{s:,}' for s in scales)} users")
+    print(f"load average before: {load_average()}  (other work on the machine slows every step)")
+    rows = [row for users in scales for row in run_in_subprocess(users, forwarded)]
+    print_growth(rows, scales)
+    print(f"load average after: {load_average()}")
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()
