@@ -105,6 +105,8 @@ def test_user_deployment_kubernetes_objects(deployment):
         kubernetes_model(mount, "V1VolumeMount")
     for source in deployment["envSecrets"]:
         kubernetes_model(source, "V1SecretEnvSource")
+    for source in deployment["envConfigMaps"]:
+        kubernetes_model(source, "V1ConfigMapEnvSource")
     for name, value in deployment["env"].items():
         kubernetes_model({"name": name, "value": value}, "V1EnvVar")
 
@@ -131,6 +133,16 @@ def test_engines_are_configured_with_values_the_code_accepts(deployment):
     assert env["RECSYS_SPARK_METHOD"] in ("session", "thrift", "http")
     assert env["RECSYS_GPU_MODE"] == "kubernetes"
     assert all(isinstance(value, str) for value in env.values())  # Kubernetes env values are strings
+
+
+def test_helm_and_the_plain_instance_give_run_pods_the_same_environment(deployment, values):
+    """deploy/dagster.yaml (the instance without Helm) and the chart values agree on volumes and env sources."""
+    launcher = load_yaml(DEPLOY / "dagster.yaml")["run_launcher"]["config"]
+    assert launcher["volumes"] == deployment["volumes"]
+    assert launcher["volume_mounts"] == deployment["volumeMounts"]
+    assert launcher["env_config_maps"] == [source["name"] for source in deployment["envConfigMaps"]]
+    assert launcher["env_secrets"] == [source["name"] for source in deployment["envSecrets"]]
+    assert launcher["resources"] == values["runLauncher"]["config"]["k8sRunLauncher"]["resources"]
 
 
 # ---------------------------------------------------------------- GPU pods
