@@ -207,6 +207,9 @@ def item_vectors(conn: duckdb.DuckDBPyConnection, *, history_days: int, dimensio
             itemCol="item_index",
             ratingCol="rating",
             seed=seed,
+            # One block per core: MLlib's default of 10 makes tiny tasks on a small cluster.
+            numUserBlocks=spark.sparkContext.defaultParallelism,
+            numItemBlocks=spark.sparkContext.defaultParallelism,
         )
         factors = als.fit(ratings).itemFactors.select(F.col("id").alias("item_index"), normalised(F.col("features")).alias("vector"))
         buyers = bought.groupBy("item_id").agg(F.count("*").cast("int").alias("buyers"))
