@@ -13,7 +13,7 @@ The two alert sensors run by default; the two that start work are turned on in t
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 
 import dagster as dg
@@ -127,10 +127,11 @@ def user_shard_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse)
 
 @dataclass
 class AlertCursor:
-    """What the alert sensor has already seen: freshness changes up to a time, check runs up to an id."""
+    """What the alert sensor has seen, per key: when each asset's freshness state last changed,
+    and the newest completed execution of each check (a planned one may still fail)."""
 
-    freshness_changed_at: float = 0.0
-    check_execution_id: int = 0
+    freshness_changed_at: dict[str, float] = field(default_factory=dict)
+    check_execution_ids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, cursor: str | None) -> AlertCursor:
@@ -144,42 +145,40 @@ FRESHNESS_SEVERITY = {"FAIL": "error", "WARN": "warning"}
 
 
 def freshness_alerts(instance: dg.DagsterInstance, keys: list[dg.AssetKey], cursor: AlertCursor) -> list[Alert]:
-    """One alert per asset whose freshness state became FAIL or WARN since the cursor.
+    """One alert per asset whose freshness state changed to FAIL or WARN since the last tick.
 
     The states come from the freshness daemon (part of dagster-daemon), the same ones the UI shows.
     """
     alerts = []
     for key, record in instance.get_freshness_state_records(keys).items():
-        changed_at = record.updated_at.timestamp()
-        state = record.freshness_state.value
-        if changed_at > cursor.freshness_changed_at and state in FRESHNESS_SEVERITY:
-            alerts.append(
-                Alert(
-                    "freshness",
-                    FRESHNESS_SEVERITY[state],
-                    key.to_user_string(),
-                    f"freshness {state}: not materialized within its freshness policy's window",
-                    {"state": state, "since": record.updated_at.isoformat()},
-                )
-            )
-        cursor.freshness_changed_at = max(cursor.freshness_changed_at, changed_at)
+        name, changed_at, state = key.to_user_string(), record.updated_at.timestamp(), record.freshness_state.value
+        if changed_at > cursor.freshness_changed_at.get(name, 0.0) and state in FRESHNESS_SEVERITY:
+            message = f"freshness {state}: not materialized within its freshness policy's window"
+            alerts.append(Alert("freshness", FRESHNESS_SEVERITY[state], name, message, {"state": state, "since": record.updated_at.isoformat()}))
+        cursor.freshness_changed_at[name] = changed_at
     return alerts
 
 
+def _check_alert(key: dg.AssetCheckKey, record) -> Alert:
+    evaluation = record.event.asset_check_evaluation if record.event else None
+    details = {"run_id": record.run_id, "partition": record.partition}
+    if evaluation is None:
+        return Alert("asset_check", "error", f"{key.asset_key.to_user_string()}:{key.name}", "check failed", details)
+    details["metadata"] = {name: value.value for name, value in evaluation.metadata.items()}
+    severity = "warning" if evaluation.severity == dg.AssetCheckSeverity.WARN else "error"
+    return Alert("asset_check", severity, f"{key.asset_key.to_user_string()}:{key.name}", evaluation.description or "check failed", details)
+
+
 def check_alerts(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey], cursor: AlertCursor) -> list[Alert]:
-    """One alert per asset check whose latest execution, newer than the cursor, failed."""
+    """One alert per asset check whose latest completed execution failed and is new since the last tick."""
     alerts = []
-    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
-    for key, record in latest.items():
-        if record.id > cursor.check_execution_id and record.status.value == "FAILED":
-            evaluation = record.event.asset_check_evaluation if record.event else None
-            severity = evaluation.severity.value.lower() if evaluation else "error"
-            description = (evaluation.description if evaluation else None) or "check failed"
-            details = {"run_id": record.run_id, "partition": record.partition}
-            if evaluation:
-                details["metadata"] = {name: value.value for name, value in evaluation.metadata.items()}
-            alerts.append(Alert("asset_check", severity, f"{key.asset_key.to_user_string()}:{key.name}", description, details))
-        cursor.check_execution_id = max(cursor.check_execution_id, record.id)
+    for key, record in instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys).items():
+        name = f"{key.asset_key.to_user_string()}:{key.name}"
+        if record.status.value == "PLANNED" or record.id <= cursor.check_execution_ids.get(name, 0):
+            continue  # not evaluated yet (the record is completed in place), or already seen
+        if record.status.value == "FAILED":
+            alerts.append(_check_alert(key, record))
+        cursor.check_execution_ids[name] = record.id
     return alerts
 
 
