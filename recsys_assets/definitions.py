@@ -10,10 +10,11 @@ from recsys_assets.llm_data.assets import llm_data_assets
 from recsys_assets.marts.assets import marts_for
 from recsys_assets.model.assets import model_assets
 from recsys_assets.sensors import operations_sensors
+from recsys_assets.serving.assets import serving_assets
 from recsys_assets.shards import shard_assets
 from resources import default_resources
 
-layers = [*ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *model_assets, *shard_assets]
+layers = [*ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *model_assets, *shard_assets, *serving_assets]
 # The marts read serving/user_recommendations: they join the graph when a layer above produces it.
 marts_assets, marts_checks = marts_for(layers)
 

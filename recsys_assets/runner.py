@@ -1,18 +1,26 @@
 """Materialize the whole graph headlessly, the way `recsys run` and the tests do.
 
-Partitioned assets run as single-run backfills over the days found in the landing folder
-(one run covers the whole range, as the backfill policies allow); unpartitioned assets run
-in the same run downstream of them.
+Three stages, because a run holds one kind of partition:
+
+1. everything that is daily-partitioned or unpartitioned, as one run whose daily assets
+   backfill all days found in the landing folder (single-run backfill policies);
+2. the user-range shards: new shards are registered for users outside the existing ones,
+   then each shard is one run (in production: one GPU pod per shard);
+3. what reads the shards (the marts), once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
 
-from partitions import daily_partitions
+from partitions import daily_partitions, user_shards
+from partitions.user_shards import plan_new_shards
 from resources.landing import EVENT_TABLES, LandingDataError, LandingZone
+
+INFO_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def landing_days(landing: LandingZone) -> list[date]:
@@ -32,19 +40,46 @@ def day_range_tags(days: list[date]) -> dict[str, str]:
     }
 
 
+def register_shards(instance: dg.DagsterInstance, warehouse) -> list[str]:
+    """Add shards for users outside the registered ones; returns all shard keys."""
+    existing = list(instance.get_dynamic_partitions(user_shards.name))
+    with warehouse.get_connection() as conn:
+        user_ids = [user_id for (user_id,) in conn.execute("SELECT user_id FROM staging.stg_users").fetchall()]
+    new = [shard.key for shard in plan_new_shards(user_ids, existing)]
+    if new:
+        instance.add_dynamic_partitions(user_shards.name, new)
+    return sorted([*existing, *new])
+
+
 def materialize_everything(
-    defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None
-) -> dg.ExecuteInProcessResult:
+    defs: dg.Definitions | None = None,
+    instance: dg.DagsterInstance | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dg.ExecuteInProcessResult]:
     if defs is None:
         from recsys_assets.definitions import defs
+    instance = instance or dg.DagsterInstance.get()
     resources = defs.resources
     days = landing_days(resources["landing"])
     if not days:
         raise LandingDataError(f"No event days found in the landing folder {resources['landing'].root}.")
-    return dg.materialize(
-        list(defs.assets),
-        instance=instance or dg.DagsterInstance.get(),
-        resources=resources,
-        tags=day_range_tags(days),
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    )
+
+    assets = [*defs.assets, *(defs.asset_checks or [])]
+    shard_keys = [spec.key for spec in defs.resolve_all_asset_specs() if spec.partitions_def == user_shards]
+    sharded = dg.AssetSelection.assets(*shard_keys)
+
+    def run(selection: dg.AssetSelection, **kwargs) -> dg.ExecuteInProcessResult:
+        return dg.materialize(assets, selection=selection, instance=instance, resources=resources, run_config=INFO_LOGS, **kwargs)
+
+    log(f"Stage 1: ingest and every unsharded layer for {days[0]} .. {days[-1]}")
+    results = [run(dg.AssetSelection.all() - sharded.downstream(), tags=day_range_tags(days))]
+    if shard_keys:
+        shards = register_shards(instance, resources["warehouse"])
+        for number, key in enumerate(shards, start=1):
+            log(f"Stage 2: shard {number}/{len(shards)} {key}")
+            results.append(run(sharded, partition_key=key))
+        downstream = sharded.downstream() - sharded
+        if downstream.resolve(defs.resolve_asset_graph()):
+            log("Stage 3: what reads the shards (marts)")
+            results.append(run(downstream))
+    return results

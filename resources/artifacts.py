@@ -25,6 +25,12 @@ class ArtifactStore(dg.ConfigurableResource):
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
+    def folder(self, *parts: str) -> Path:
+        """A folder inside the store, created if missing."""
+        target = self.base.joinpath(*parts)
+        target.mkdir(parents=True, exist_ok=True)
+        return target
+
 
 def latest_artifact(instance: dg.DagsterInstance, key: dg.AssetKey) -> Path:
     """The artifact path recorded by the newest materialization of ``key``."""

@@ -66,6 +66,6 @@ def featured_platform(tmp_path_factory, market_landing) -> Platform:
     point_platform_at(home, landing)
     platform = Platform(home, landing, spec)
     defs = dg.Definitions(assets=[*ingest_assets, *feature_assets], resources=platform.resources())
-    platform.run = materialize_everything(defs, instance=dg.DagsterInstance.ephemeral())
+    platform.run = materialize_everything(defs, instance=dg.DagsterInstance.ephemeral())[0]
     assert platform.run.success
     return platform

@@ -184,7 +184,16 @@ def test_cold_start_users_get_attribute_only_prompts(prompt_examples):
 
 
 def test_tokenizer_asset_reports_the_side_by_side_comparison(prompt_examples):
-    _, _, tokenizer_metadata = prompt_examples
+    from transformers import PreTrainedTokenizerFast
+
+    from gpu_jobs.prompt_format import generation_prefix
+
+    examples, _, tokenizer_metadata = prompt_examples
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_metadata["path"].value)
+    train = examples[examples["split"] == "train"].head(50)
+    for prompt, target in zip(train["prompt"], train["target"]):
+        ids = tokenizer(generation_prefix(prompt) + target)["input_ids"]
+        assert tokenizer.unk_token_id not in ids  # every word of the model's text is in the vocabulary
     table = tokenizer_metadata["comparison"].value
     assert all(option in table for option in OPTIONS)
     assert tokenizer_metadata["tokens_per_id"].value < 7

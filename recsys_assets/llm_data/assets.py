@@ -8,7 +8,7 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
-from gpu_jobs.prompt_format import format_item_ids
+from gpu_jobs.prompt_format import format_item_ids, generation_prefix
 from recsys_assets.llm_data.dataset import SPLITS, DatasetSpec, MarketData, build_dataset, realized_shares
 from recsys_assets.llm_data.history import histories_before
 from recsys_assets.llm_data.prompts import build_prompt
@@ -80,10 +80,12 @@ def _user_prompts_and_targets(conn, cutoff: date, history_max: int, target_items
     for user in users.itertuples(index=False):
         history = histories.get(user.user_id, [])
         attributes = (user.user_id, user.geo, user.age, user.gender, user.purchasing_power)
-        prompts.append(build_prompt(history[:history_max], *attributes))
+        # As the model sees it: the prompt and the separator its answer follows.
+        prompts.append(generation_prefix(build_prompt(history[:history_max], *attributes)))
         held_out = min(target_items, len(history) // 2)
         if held_out:
-            pairs.append((build_prompt(history[held_out : held_out + history_max], *attributes), format_item_ids(history[:held_out])))
+            prompt = generation_prefix(build_prompt(history[held_out : held_out + history_max], *attributes))
+            pairs.append((prompt, format_item_ids(history[:held_out])))
     return prompts, pairs, purchases["item_id"].unique().tolist()
 
 

@@ -1,0 +1,223 @@
+"""Serving layer: the inference engine, and recommendations generated per user-range shard.
+
+The assets decide *what* to generate; gpu_jobs/build_engine.py and gpu_jobs/generate.py do
+the work, and the ``gpu_jobs`` resource decides *where* (a local subprocess on the CPU, or a
+Kubernetes GPU pod per shard). The LLM's test-period recommendations for the evaluation layer
+come from the same generation path as the product's.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from partitions import user_shards
+from partitions.user_shards import shard_range
+from recsys_assets.evaluation.tables import write_recommendations
+from resources.artifacts import ArtifactStore, latest_artifact
+from resources.gpu_jobs import GpuJobRunner
+from resources.warehouse import Warehouse
+
+FINE_TUNED_MODEL = dg.AssetKey(["model", "fine_tuned_model"])
+INFERENCE_ENGINE = dg.AssetKey(["model", "inference_engine"])
+PROMPT_DATASET = dg.AssetKey(["llm_data", "prompt_dataset"])
+USER_RECOMMENDATIONS = "marts.user_recommendations"
+# The backend each GPU mode serves with when the config names none (DESIGN.md section 6).
+DEFAULT_BACKEND = {"local": "ctranslate2", "kubernetes": "tensorrt-llm"}
+
+
+class EngineConfig(dg.Config):
+    backend: str = ""
+    """ctranslate2 (CPU, int8), tensorrt-llm (GPU, fp16) or transformers (reference). Empty: by GPU mode."""
+    precision: str = ""
+    """Empty: the backend's default (int8 for ctranslate2, float16 for tensorrt-llm)."""
+
+
+class GenerationConfig(dg.Config):
+    chains: int = 4
+    """Independent sampled chains per user, merged into one list of unique items."""
+    top_p: float = 0.9
+    top_k: int = 50
+    temperature: float = 0.7
+    max_new_tokens: int = 0
+    """Tokens per chain; 0: what the prompt dataset reserved for a target (prompt + target <= 310)."""
+    max_items: int = 200
+    """Keep the top N merged items per user."""
+    include_bought: bool = False
+    """Keep items the user already bought."""
+    batch_size: int = 32
+    seed: int = 0
+
+
+def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        raise FileNotFoundError(f"{key.to_user_string()} has not been materialized yet: materialize it first.")
+    return {name: value.value for name, value in event.asset_materialization.metadata.items()}
+
+
+@dg.asset(
+    key=INFERENCE_ENGINE,
+    deps=[FINE_TUNED_MODEL],
+    group_name="model",
+    owners=["team:ml"],
+    kinds={"pytorch", "tensorrt"},
+    description=(
+        "The fine-tuned model prepared for fast generation: CTranslate2 int8 on CPU (embedded default), "
+        "TensorRT-LLM in GPU production, or the transformers reference. Records backend, precision, build time "
+        "and size; built by gpu_jobs/build_engine.py as a GPU job."
+    ),
+)
+def inference_engine(
+    context: dg.AssetExecutionContext, config: EngineConfig, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore
+) -> dg.MaterializeResult:
+    model = _latest_metadata(context.instance, FINE_TUNED_MODEL)
+    backend = config.backend or DEFAULT_BACKEND[gpu_jobs.mode]
+    out_dir = artifacts.folder("engines", f"{model['model_version']}-{backend}-{config.precision or 'default'}")
+    args = ["--model-dir", str(Path(model["path"]) / "merged"), "--backend", backend, "--out-dir", str(out_dir)]
+    if config.precision:
+        args += ["--precision", config.precision]
+    reported = gpu_jobs.run(context, module="gpu_jobs.build_engine", args=args).get_materialize_result()
+    return dg.MaterializeResult(metadata={**reported.metadata, "path": str(out_dir), "model_version": model["model_version"]})
+
+
+def generate_for(
+    context: dg.AssetExecutionContext,
+    prompts: pd.DataFrame,
+    bought: pd.DataFrame,
+    catalog: pd.DataFrame,
+    run_name: str,
+    config: GenerationConfig,
+    gpu_jobs: GpuJobRunner,
+    artifacts: ArtifactStore,
+) -> tuple[pd.DataFrame, dict]:
+    """Run gpu_jobs.generate on ``prompts`` (user_id, prompt); returns recommendations and the job's metadata."""
+    engine = _latest_metadata(context.instance, INFERENCE_ENGINE)
+    dataset = json.loads((latest_artifact(context.instance, PROMPT_DATASET) / "dataset.json").read_text())
+    folder = artifacts.folder("generation", run_name)
+    inputs = {"prompts": prompts[["user_id", "prompt"]], "bought": bought[["user_id", "item_id"]], "catalog": catalog[["item_id"]]}
+    for name, frame in inputs.items():
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+    output = folder / "recommendations.parquet"
+    args = [
+        "--engine-dir", engine["path"], "--prompts", str(folder / "prompts.parquet"),
+        "--catalog", str(folder / "catalog.parquet"), "--bought", str(folder / "bought.parquet"),
+        "--output", str(output), "--chains", str(config.chains), "--top-p", str(config.top_p),
+        "--top-k", str(config.top_k), "--temperature", str(config.temperature),
+        "--max-new-tokens", str(config.max_new_tokens or dataset["serve_target_tokens"]),
+        "--max-items", str(config.max_items), "--batch-size", str(config.batch_size), "--seed", str(config.seed),
+    ]  # fmt: skip
+    if config.include_bought:
+        args.append("--include-bought")
+    reported = gpu_jobs.run(context, module="gpu_jobs.generate", args=args).get_materialize_result()
+    job_metadata = {name: value.value for name, value in reported.metadata.items()}
+    return pd.read_parquet(output), {**job_metadata, "model_version": engine["model_version"]}
+
+
+def _prompts(context: dg.AssetExecutionContext, split: str) -> pd.DataFrame:
+    return pd.read_parquet(latest_artifact(context.instance, PROMPT_DATASET) / f"{split}.parquet")
+
+
+def _replace_shard_rows(conn, recommendations: pd.DataFrame, shard_filter: str, model_version: str) -> None:
+    conn.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {USER_RECOMMENDATIONS} (user_id BIGINT, rank INTEGER, item_id BIGINT, "
+        "score DOUBLE, model_version VARCHAR, generated_at TIMESTAMP)"
+    )
+    conn.register("incoming", recommendations)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(f"DELETE FROM {USER_RECOMMENDATIONS} WHERE {shard_filter}")
+        conn.execute(
+            f"INSERT INTO {USER_RECOMMENDATIONS} SELECT user_id, rank, item_id, score, ?, now() FROM incoming ORDER BY user_id, rank",
+            [model_version],
+        )
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.unregister("incoming")
+
+
+def _generation_metadata(job: dict, recommendations: pd.DataFrame, seconds: float) -> dict:
+    keep = ("backend", "users", "users_per_second", "valid_id_rate", "mean_items_per_user", "generated_tokens_per_second",
+            "users_without_recommendations", "invalid_ids_dropped", "bought_items_excluded", "model_version")  # fmt: skip
+    preview = recommendations[recommendations["rank"] <= 5].head(15)
+    return {
+        **{name: job[name] for name in keep if name in job},
+        "dagster/row_count": len(recommendations),
+        "seconds": round(seconds, 2),
+        "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
+    }
+
+
+def _catalog_and_bought(warehouse: Warehouse, users_filter: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with warehouse.get_connection() as conn:
+        catalog = conn.execute("SELECT item_id FROM staging.stg_items").df()
+        bought = conn.execute(f"SELECT DISTINCT user_id, item_id FROM staging.fct_purchases WHERE {users_filter}").df()
+    return catalog, bought
+
+
+@dg.asset(
+    key=["serving", "user_recommendations"],
+    deps=[INFERENCE_ENGINE, PROMPT_DATASET, dg.AssetKey(["staging", "fct_purchases"])],
+    partitions_def=user_shards,
+    # One run per shard: a backfill of N shards is N GPU jobs (N pods, N GPUs in production).
+    # No warehouse pool: it would serialize hours of generation; the short final write waits
+    # for DuckDB's lock through the resource's retries instead.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    group_name="serving",
+    owners=["team:ml"],
+    kinds={"pytorch", "duckdb"},
+    description=(
+        "Per-user recommendations for one user-range shard: 4 sampled chains per user from the newest-history "
+        "prompt, merged into unique catalog items ranked by how many chains produced them. Written to "
+        "marts.user_recommendations (user_id, rank, item_id, score, model_version, generated_at); a shard "
+        "replaces its id range atomically."
+    ),
+)
+def user_recommendations(
+    context: dg.AssetExecutionContext, config: GenerationConfig, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    shard = shard_range(context.partition_key)
+    serve = _prompts(context, "serve")
+    prompts = serve[serve["user_id"].between(shard.lo, shard.hi)]
+    catalog, bought = _catalog_and_bought(warehouse, shard.sql_filter())
+    context.log.info(f"Shard {context.partition_key}: {len(prompts)} users")
+    recommendations, job = generate_for(context, prompts, bought, catalog, f"shard-{context.partition_key}", config, gpu_jobs, artifacts)
+    with warehouse.get_connection() as conn:
+        _replace_shard_rows(conn, recommendations, shard.sql_filter(), job["model_version"])
+    return dg.MaterializeResult(
+        metadata={**_generation_metadata(job, recommendations, time.perf_counter() - started), "shard_users": len(prompts)}
+    )
+
+
+@dg.asset(
+    key=["evaluation", "llm_test_recommendations"],
+    deps=[INFERENCE_ENGINE, PROMPT_DATASET],
+    group_name="evaluation",
+    owners=["team:ml"],
+    kinds={"pytorch", "duckdb"},
+    description=(
+        "The fine-tuned LLM's recommendations for the test period: generated like the product's, from each "
+        "test user's prompt as of the test cut-off, into evaluation.recommendations (recommender 'llm')."
+    ),
+)
+def llm_test_recommendations(
+    context: dg.AssetExecutionContext, config: GenerationConfig, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    test = _prompts(context, "test")
+    cutoff = pd.Timestamp(json.loads((latest_artifact(context.instance, PROMPT_DATASET) / "dataset.json").read_text())["split_dates"]["test_start"])
+    catalog, bought = _catalog_and_bought(warehouse, f"ts < TIMESTAMP '{cutoff}'")
+    recommendations, job = generate_for(context, test, bought, catalog, "evaluation-test", config, gpu_jobs, artifacts)
+    with warehouse.get_connection() as conn:
+        write_recommendations(conn, "llm", recommendations)
+    return dg.MaterializeResult(metadata=_generation_metadata(job, recommendations, time.perf_counter() - started))
+
+
+serving_assets = [inference_engine, user_recommendations, llm_test_recommendations]
