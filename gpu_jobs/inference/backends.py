@@ -33,6 +33,7 @@ from gpu_jobs.inference.engine import (
     resolve_precision,
     tokenizer_files,
 )
+from gpu_jobs.inference.memory import keep_freed_memory_for_reuse
 
 
 def available_cores() -> int:
@@ -53,8 +54,8 @@ def _finish(backend: type[GenerationBackend], precision: str, started: float, me
 
 class CTranslate2Backend:
     name: ClassVar[str] = "ctranslate2"
-    # CPU: int8 (the default), int8_float32, float32; a CUDA build also runs the 16-bit types.
-    precisions: ClassVar[tuple[str, ...]] = ("int8", "int8_float32", "float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16")
+    # The CPU compute types (GPUs serve through TensorRT-LLM); int8 weights are the fast default.
+    precisions: ClassVar[tuple[str, ...]] = ("int8", "int8_float32", "float32")
 
     @classmethod
     def prepare(cls, merged_model_dir: Path, out_dir: Path, precision: str | None = None) -> EngineInfo:
@@ -70,6 +71,7 @@ class CTranslate2Backend:
         import ctranslate2
         from transformers import AutoTokenizer
 
+        keep_freed_memory_for_reuse()  # before the generator's threads allocate (see memory.py)
         self._ctranslate2 = ctranslate2
         self.engine_dir = Path(engine_dir)
         self.compute_type = resolve_precision(type(self), precision)
@@ -131,6 +133,7 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        keep_freed_memory_for_reuse()  # the reference gets the same allocator (see memory.py)
         self._torch = torch
         torch.set_num_threads(threads or available_cores())
         dtype = getattr(torch, resolve_precision(type(self), precision))
