@@ -4,6 +4,8 @@ import dagster as dg
 
 from recsys_assets.automation import automation_sensors, with_layer_policies
 from recsys_assets.candidates.assets import candidate_assets, candidate_checks
+from recsys_assets.evaluation.assets import evaluation_assets
+from recsys_assets.evaluation.experiments import experiment_studies, experiments_job
 from recsys_assets.features.assets import feature_assets
 from recsys_assets.ingest.assets import ingest_assets
 from recsys_assets.llm_data.assets import llm_data_assets
@@ -14,7 +16,10 @@ from recsys_assets.serving.assets import serving_assets
 from recsys_assets.shards import shard_assets
 from resources import default_resources
 
-layers = [*ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *model_assets, *shard_assets, *serving_assets]
+layers = [
+    *ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *model_assets, *shard_assets, *serving_assets,
+    *evaluation_assets, experiment_studies,
+]  # fmt: skip
 # The marts read serving/user_recommendations: they join the graph when a layer above produces it.
 marts_assets, marts_checks = marts_for(layers)
 
@@ -22,6 +27,7 @@ defs = dg.Definitions(
     # Freshness and automation by layer (recsys_assets/automation.py), not in the layer modules.
     assets=with_layer_policies([*layers, *marts_assets]),
     asset_checks=[*candidate_checks, *marts_checks],
+    jobs=[experiments_job],
     sensors=[*automation_sensors(), *operations_sensors],
     resources=default_resources(),
 )
