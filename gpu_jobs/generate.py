@@ -85,8 +85,16 @@ def sampling_from(args: argparse.Namespace) -> SamplingConfig:
     )
 
 
+def read_columns(path: Path, columns: list[str]) -> pa.Table:
+    present = pq.read_schema(path).names
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(present)})")
+    return pq.read_table(path, columns=columns)
+
+
 def read_users(path: Path) -> Users:
-    table = pq.read_table(path, columns=["user_id", "prompt"])
+    table = read_columns(path, ["user_id", "prompt"])
     user_ids = table.column("user_id").to_pylist()
     prompts = table.column("prompt").to_pylist()
     if len(set(user_ids)) != len(user_ids):
@@ -100,14 +108,14 @@ def read_users(path: Path) -> Users:
 
 
 def read_catalog(path: Path) -> frozenset[int]:
-    return frozenset(pq.read_table(path, columns=["item_id"]).column("item_id").to_pylist())
+    return frozenset(read_columns(path, ["item_id"]).column("item_id").to_pylist())
 
 
 def read_bought(path: Path | None) -> dict[int, set[int]]:
     bought: dict[int, set[int]] = {}
     if path is None:
         return bought
-    table = pq.read_table(path, columns=["user_id", "item_id"])
+    table = read_columns(path, ["user_id", "item_id"])
     for user_id, item_id in zip(table.column("user_id").to_pylist(), table.column("item_id").to_pylist()):
         bought.setdefault(user_id, set()).add(item_id)
     return bought

@@ -22,6 +22,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from gpu_jobs.generate import read_users
 from gpu_jobs.inference.backends import (
     CTranslate2Backend,
     TensorRTLLMBackend,
@@ -365,3 +366,12 @@ def test_generate_job_writes_ranked_recommendations(ct2_engine, market, tmp_path
         assert (recs.score == recs.chains_with_item / 4).all()
     assert "4/12 users" in result.stderr, "progress is logged per chunk"
     assert not list(output.parent.glob(".*partial")), "no partial file is left behind"
+
+
+def test_generate_job_rejects_bad_prompt_files_clearly(tmp_path):
+    pq.write_table(pa.table({"user_id": [1], "text": ["x"]}), tmp_path / "renamed.parquet")
+    with pytest.raises(ValueError, match=r"missing column\(s\) prompt \(found: user_id, text\)"):
+        read_users(tmp_path / "renamed.parquet")
+    pq.write_table(pa.table({"user_id": [1, 1], "prompt": ["x", "y"]}), tmp_path / "twice.parquet")
+    with pytest.raises(ValueError, match="one prompt per user"):
+        read_users(tmp_path / "twice.parquet")
