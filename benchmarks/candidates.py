@@ -66,6 +66,12 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads): unlike wall time, barely affected by other load."""
+    times = os.times()
+    return times.user + times.system
+
+
 def emit(**row) -> None:
     print(RESULT_PREFIX + json.dumps(row, default=str), flush=True)
 
@@ -73,14 +79,15 @@ def emit(**row) -> None:
 def measured(step: str, scale: int, action):
     """Run ``action`` and emit its seconds and peak memory; returns what the action returned."""
     exact_peak = reset_peak_memory()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     value = action()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     report = value if isinstance(value, StepReport) else None
     emit(
         users=scale,
         step=step,
         seconds=round(seconds, 2),
+        cpu_seconds=round(cpu, 2),
         peak_mb=round(peak_memory_mb()),
         peak_is_per_step=exact_peak,
         rows=report.rows if report else value if isinstance(value, int) else None,
@@ -183,12 +190,12 @@ def print_row(row: dict) -> None:
             f"{row['clusters']} clusters, {row['dimensions']} dims, K={row['neighbours']}, N={row['candidates_per_user']}",
             flush=True,
         )
-        print(f"{'step':<30} {'seconds':>9} {'peak MB':>9} {'rows':>12}  phases / search", flush=True)
+        print(f"{'step':<30} {'seconds':>9} {'cpu s':>9} {'peak MB':>9} {'rows':>12}  phases (wall s) / search", flush=True)
         return
     phases = " ".join(f"{k}={v:.1f}" for k, v in (row["phases"] or {}).items())
     search = f"  [{row['search']}, recall@K vs exact {row['recall']:.3f}]" if row.get("recall") is not None else ""
     rows = f"{row['rows']:,}" if row["rows"] is not None else ""
-    print(f"{row['step']:<30} {row['seconds']:>9.2f} {row['peak_mb']:>9,} {rows:>12}  {phases}{search}", flush=True)
+    print(f"{row['step']:<30} {row['seconds']:>9.2f} {row['cpu_seconds']:>9.2f} {row['peak_mb']:>9,} {rows:>12}  {phases}{search}", flush=True)
 
 
 def print_growth(rows: list[dict], scales: list[int]) -> None:
@@ -198,14 +205,17 @@ def print_growth(rows: list[dict], scales: list[int]) -> None:
 
     def cell(users: int, step: str) -> str:
         row = by_key.get((users, step))
-        return f"{row['seconds']:.1f}s / {row['peak_mb']:,}" if row else "-"
+        return f"{row['seconds']:.1f} / {row['cpu_seconds']:.1f} / {row['peak_mb']:,}" if row else "-"
 
-    print(f"\n{'step (seconds / peak MB)':<30}" + "".join(f" {users:>16,} users" for users in scales))
+    print(f"\n{'step (wall s / cpu s / peak MB)':<30}" + "".join(f" {users:>20,} users" for users in scales))
     for step in steps:
-        print(f"{step:<30}" + "".join(f" {cell(users, step):>22}" for users in scales))
+        print(f"{step:<30}" + "".join(f" {cell(users, step):>26}" for users in scales))
     layer = [r for r in rows if "(setup)" not in r["step"] and r["step"] != "config"]
-    totals = [sum(r["seconds"] for r in layer if r["users"] == users) for users in scales]
-    print(f"{'layer total (without setup)':<30}" + "".join(f" {total:>21.1f}s" for total in totals))
+    totals = [
+        f"{sum(r['seconds'] for r in layer if r['users'] == users):.1f} / {sum(r['cpu_seconds'] for r in layer if r['users'] == users):.1f}"
+        for users in scales
+    ]
+    print(f"{'layer total (without setup)':<30}" + "".join(f" {total:>26}" for total in totals))
 
 
 def main(argv: list[str] | None = None) -> None:
