@@ -137,9 +137,10 @@ def dagster(tmp_path_factory):
             process.terminate()
         for process in processes:
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                process.kill()  # the daemon may still be finishing a tick; nothing of it is needed
+                process.wait()
         for log in logs:
             log.close()
         webhook.close()
