@@ -20,10 +20,19 @@ import pytest
 from recsys_assets.automation import LAYER_POLICIES, automation_sensors
 from recsys_assets.definitions import defs
 from partitions.user_shards import ShardRange
-from recsys_assets.sensors import EVENT_KEYS, SNAPSHOT_KEYS, alert_sensor, landing_sensor, run_failure_alert, user_shard_sensor
+from recsys_assets.ingest.assets import ingest_assets
+from recsys_assets.sensors import (
+    EVENT_KEYS,
+    SNAPSHOT_KEYS,
+    alert_sensor,
+    ingest_day,
+    landing_sensor,
+    run_failure_alert,
+    user_shard_sensor,
+)
 from resources.landing import LandingZone
 from resources.notifier import Notifier
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, warehouse_resource
 from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
 from tests.operations_drill import broken_asset, checked_asset
 
@@ -115,6 +124,19 @@ def test_landing_sensor_reloads_changed_snapshots_with_the_day_and_skips_incompl
     [request] = evaluate_landing_sensor(instance, landing).run_requests
     assert request.partition_key == str(TINY.end_date)
     assert set(request.asset_selection) == {SNAPSHOT_KEYS["users"], *EVENT_KEYS}
+
+
+def test_the_requested_run_loads_the_day_after_its_snapshots(landing, tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    request = evaluate_landing_sensor(instance, landing).run_requests[-1]  # every day is new here
+    assert SNAPSHOT_KEYS["users"] in request.asset_selection  # never loaded: loaded with the day
+    resources = {"warehouse": warehouse_resource(str(tmp_path / "warehouse.duckdb")), "landing": LandingZone(path=str(landing))}
+    job = dg.Definitions(assets=ingest_assets, jobs=[ingest_day], resources=resources).resolve_job_def("ingest_day")
+    result = job.execute_in_process(instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection)
+    assert result.success
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT DISTINCT CAST(event_date AS VARCHAR) FROM raw.purchases").fetchall() == [(request.partition_key,)]
+        assert conn.execute("SELECT count(*) FROM raw.users").fetchone()[0] == TINY.users
 
 
 # --- shard sensor ---------------------------------------------------------------------------
