@@ -12,7 +12,14 @@ import pandas as pd
 import pytest
 
 from recsys_assets.evaluation import baselines
-from recsys_assets.evaluation.assets import BASELINES, evaluation_assets, load_baseline_inputs, recommendation_metrics
+from recsys_assets.evaluation.assets import (
+    BASELINES,
+    BEATS_POPULARITY,
+    beats_popularity,
+    evaluation_assets,
+    load_baseline_inputs,
+    recommendation_metrics,
+)
 from recsys_assets.evaluation.experiments import STUDY_METRICS, ExperimentsConfig, study_markdown, study_tables
 from recsys_assets.evaluation.tables import METRICS, RECOMMENDATIONS, write_recommendations
 from resources.artifacts import ArtifactStore
@@ -96,6 +103,19 @@ def test_baseline_inputs_refuse_events_from_after_their_cutoffs():
         baselines.BaselineInputs(MARKET.iloc[:0], MARKET, np.array([10]), CUTOFF, CUTOFF)
 
 
+def test_the_check_warns_unless_the_llm_beats_popularity_on_hit_rate_and_ndcg():
+    def metrics(llm_hit_rate: float) -> pd.DataFrame:
+        rows = [("global_popularity", "hit_rate", 0.3), ("global_popularity", "ndcg", 0.1), ("llm", "hit_rate", llm_hit_rate), ("llm", "ndcg", 0.2)]
+        return pd.DataFrame([(model, metric, 10, value) for model, metric, value in rows], columns=["model", "metric", "k", "value"])
+
+    assert beats_popularity(metrics(0.4), 10).passed
+    behind = beats_popularity(metrics(0.25), 10)
+    assert not behind.passed and behind.severity == dg.AssetCheckSeverity.WARN
+    assert behind.metadata["llm/hit_rate@10"].value == 0.25
+    without_llm = beats_popularity(metrics(0.4).query("model != 'llm'"), 10)
+    assert not without_llm.passed and without_llm.metadata["missing_recommenders"].value == "llm"
+
+
 # --- the small marketplace, end to end ----------------------------------------------------
 
 
@@ -150,6 +170,7 @@ def test_metrics_cover_every_recommender_metric_and_k(evaluated):
     metadata = metadata_of(result, recommendation_metrics.key)
     assert "global_popularity" in metadata["relative_deltas"] and "%" in metadata["relative_deltas"]
     assert metadata["comparison_plot"].startswith("![comparison](data:image/png;base64,")
+    assert [evaluation.check_name for evaluation in result.get_asset_check_evaluations()] == [BEATS_POPULARITY]
 
 
 def test_baselines_read_nothing_from_the_held_out_period(evaluated, tmp_path):

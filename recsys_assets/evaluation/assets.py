@@ -254,13 +254,42 @@ def _llm_raw_valid_id_rate(instance: dg.DagsterInstance) -> float | None:
     return metadata["valid_id_rate"].value if "valid_id_rate" in metadata else None
 
 
+METRICS_KEY = dg.AssetKey(["evaluation", "recommendation_metrics"])
+BEATS_POPULARITY = "llm_beats_global_popularity"
+
+
+def beats_popularity(metrics: pd.DataFrame, k: int) -> dg.AssetCheckResult:
+    """The LLM ahead of global popularity on HitRate@k and NDCG@k (a warning, not a blocker:
+    the numbers are written either way, and a regression is for a person to look at)."""
+    at_k = metrics[(metrics["k"] == k) & metrics["metric"].isin(["hit_rate", "ndcg"])]
+    values = at_k.pivot_table(index="metric", columns="model", values="value", aggfunc="first")
+    if LLM not in values.columns or "global_popularity" not in values.columns:
+        missing = sorted({LLM, "global_popularity"} - set(values.columns))
+        return dg.AssetCheckResult(
+            check_name=BEATS_POPULARITY,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"missing_recommenders": ", ".join(missing)},
+        )
+    ahead = values[LLM] > values["global_popularity"]
+    return dg.AssetCheckResult(
+        check_name=BEATS_POPULARITY,
+        passed=bool(ahead.all()),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={f"{model}/{metric}@{k}": float(values.loc[metric, model]) for metric in values.index for model in (LLM, "global_popularity")},
+    )
+
+
 @dg.asset(
-    key=["evaluation", "recommendation_metrics"],
+    key=METRICS_KEY,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"duckdb", "python"},
     deps=[*(b.key for b in BASELINES), LLM_RECOMMENDATIONS, *SOURCE_DEPS],
     pool=WAREHOUSE_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(BEATS_POPULARITY, asset=METRICS_KEY, description="The LLM beats global popularity on HitRate and NDCG at the smallest K.")
+    ],
     description=(
         f"Scores every recommender in {RECOMMENDATIONS} against the test period's purchases at each K: HitRate, "
         "Precision, Recall, MAP, NDCG, Revenue, Top bias, Recall by category, Novelty, Serendipity, coverage, valid-id "
@@ -304,7 +333,8 @@ def recommendation_metrics(
             "comparison_plot": dg.MetadataValue.md(f"![comparison](data:image/png;base64,{base64.b64encode(png).decode()})"),
             "plot_path": dg.MetadataValue.path(str(plot_path)),
             "seconds": round(time.perf_counter() - started, 2),
-        }
+        },
+        check_results=[beats_popularity(metrics, min(config.ks))],
     )
 
 
