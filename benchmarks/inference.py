@@ -11,7 +11,9 @@ included). Every chain is forced to ``--new-tokens`` tokens so that both do equa
 Each configuration runs in a fresh process, after a warm-up, so peak RSS is its own.
 
 The arithmetic bound: FLOPs one user needs (prompt prefilled once, every chain's tokens
-decoded, attention included) over the fp32 matmul FLOP/s torch measures on this machine.
+decoded, attention included) over the matmul rate torch measures on this machine for the
+backend's precision (int8 for the int8 engine, fp32 for the reference), measured in the same
+process just before the timed run, so that a shared machine's changing load hits both alike.
 ``x bound`` is how many times slower than that limit a backend runs.
 """
 
@@ -29,7 +31,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from gpu_jobs.inference.backends import CTranslate2Backend, available_cores, open_engine
-from gpu_jobs.inference.engine import SamplingConfig
+from gpu_jobs.inference.engine import EngineInfo, SamplingConfig
 from gpu_jobs.inference.random_model import LlamaShape, random_llama, save_checkpoint
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix
 
@@ -45,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--vocab", type=int, default=50272, help="output layer rows (OPT's tokenizer: 50272)")
     parser.add_argument("--history-items", type=int, default=51, help="purchase-history ids per prompt (~300 prompt tokens)")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens per chain, forced (the method allows up to 310)")
-    parser.add_argument("--users", type=int, default=64, help="users per configuration (at least one full batch)")
+    parser.add_argument("--users", type=int, help="users per configuration (default: one full batch)")
     parser.add_argument("--batch-sizes", default="8,32,128", help="users per forward batch, comma-separated")
     parser.add_argument("--chains", default="1,4,10", help="sampled chains per user, comma-separated")
     parser.add_argument("--backends", default=",".join(BACKENDS))
@@ -72,11 +74,24 @@ class Case:
 
 
 @dataclass(frozen=True)
+class MatmulRates:
+    """What this machine's matrix units deliver right now, in multiply-adds x 2 per second."""
+
+    fp32: float
+    int8: float | None  # None where torch has no CPU int8 matmul
+
+    def for_precision(self, precision: str) -> float:
+        return self.int8 if precision.startswith("int8") and self.int8 else self.fp32
+
+
+@dataclass(frozen=True)
 class Measurement:
     case: Case
     seconds: float
     generated_tokens: int
     peak_rss_mb: float
+    rates: MatmulRates
+    load_average: float
 
     @property
     def users_per_second(self) -> float:
@@ -141,33 +156,47 @@ def flops_per_user(shape: LlamaShape, prompt_length: float, chains: int, new_tok
     return prefill_flops(shape, prompt_length) + decode_flops(shape, prompt_length, chains, new_tokens)
 
 
-def matmul_flops(threads: int, size: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 matmul FLOP/s of torch on this machine, the ceiling the bound is taken against."""
-    import torch
-
-    torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
+def best_seconds(operation, repeats: int = 5) -> float:
+    operation()
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        a @ b
+        operation()
         best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
+    return best
+
+
+def matmul_rates(threads: int, size: int = 2048) -> MatmulRates:
+    """Best-of-5 fp32 and int8 matmul rates. The int8 one is the ceiling for an int8 engine:
+    VNNI multiplies four int8 pairs where fp32 FMA does one. torch exposes int8 CPU matmul
+    only as the underscored ``torch._int_mm``; without it the int8 rate is left out."""
+    import torch
+
+    torch.set_num_threads(threads)
+    work = 2 * size**3
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    fp32 = work / best_seconds(lambda: a @ b)
+    int_mm = getattr(torch, "_int_mm", None)
+    if int_mm is None:
+        return MatmulRates(fp32, None)
+    a8, b8 = torch.randint(-128, 128, (size, size), dtype=torch.int8), torch.randint(-128, 128, (size, size), dtype=torch.int8)
+    return MatmulRates(fp32, work / best_seconds(lambda: int_mm(a8, b8)))
 
 
 def measure(case: Case, engine_dir: Path, prompts: list[str]) -> Measurement:
-    """Runs in a fresh process: warm up on one batch, then time all users."""
+    """Runs in a fresh process: warm up on one batch, measure the matmul rates available at
+    this moment (a shared machine's share changes), then time all users."""
     backend = open_engine(engine_dir, case.backend, threads=case.threads)
     # No seed: a seeded CTranslate2 run reloads its generator, which is not generation time.
     forced = SamplingConfig(chains=case.chains, max_new_tokens=case.new_tokens, min_new_tokens=case.new_tokens)
     warm_up = SamplingConfig(chains=case.chains, max_new_tokens=2, min_new_tokens=2)
     backend.generate(prompts[: case.batch_size], warm_up, case.batch_size)
+    rates = matmul_rates(case.threads)
     started = time.perf_counter()
     generations = backend.generate(prompts[: case.users], forced, case.batch_size)
     seconds = time.perf_counter() - started
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return Measurement(case, seconds, generations.generated_tokens, peak_rss_mb)
+    return Measurement(case, seconds, generations.generated_tokens, peak_rss_mb, rates, os.getloadavg()[0])
 
 
 def in_fresh_process(function, *args):
@@ -185,7 +214,7 @@ class Phases:
     decode_step: float
 
 
-def profile_phases(case: Case, engine_dir: Path, prompts: list[str]) -> Phases:
+def profile_phases(case: Case, engine_dir: Path, prompts: list[str]) -> tuple[Phases, MatmulRates]:
     backend = open_engine(engine_dir, case.backend, threads=case.threads)
     users = prompts[: case.users]
 
@@ -199,11 +228,14 @@ def profile_phases(case: Case, engine_dir: Path, prompts: list[str]) -> Phases:
     started = time.perf_counter()
     backend.tokenizer(users)
     tokenize = time.perf_counter() - started
+    rates = matmul_rates(case.threads)
     first, full = seconds(1), seconds(case.new_tokens)
-    return Phases(tokenize / len(users), first / len(users), (full - first) / (case.new_tokens - 1) / len(users))
+    return Phases(tokenize / len(users), first / len(users), (full - first) / (case.new_tokens - 1) / len(users)), rates
 
 
-def print_profile(phases: Phases, case: Case, shape: LlamaShape, prompt_length: float, peak: float) -> None:
+def print_profile(profile: tuple[Phases, MatmulRates], case: Case, precision: str, shape: LlamaShape, prompt_length: float) -> None:
+    phases, rates = profile
+    peak = rates.for_precision(precision)
     prefill_bound = (prefill_flops(shape, prompt_length) + decode_flops(shape, prompt_length, case.chains, 1)) / peak
     step_bound = decode_flops(shape, prompt_length + case.new_tokens / 2, case.chains, 1) / peak
     print(
@@ -214,12 +246,22 @@ def print_profile(phases: Phases, case: Case, shape: LlamaShape, prompt_length: 
     )
 
 
-def print_row(m: Measurement, reference: Measurement | None, bound_users_per_second: float) -> None:
-    ratio = f"{m.users_per_second / reference.users_per_second:7.2f}x" if reference and reference is not m else " " * 8
+COLUMNS = (
+    f"{'backend':<13}{'batch':>6}{'chains':>7}{'users':>6}{'users/s':>10}{'tokens/s':>10}{'RSS MB':>8}{'vs ref':>8}"
+    f"{'fp32 GF/s':>10}{'int8 GOP/s':>11}{'load':>6}{'bound u/s':>10}{'x bound':>8}"
+)
+
+
+def print_row(m: Measurement, reference: Measurement | None, precision: str, flops: float) -> None:
+    """``bound u/s``: the users/s if every FLOP ran at this moment's matmul rate for the
+    backend's precision (int8 for the int8 engine, fp32 for the reference)."""
+    ratio = f"{m.users_per_second / reference.users_per_second:7.1f}x" if reference and reference is not m else ""
+    bound = m.rates.for_precision(precision) / flops
+    int8 = f"{m.rates.int8 / 1e9:.0f}" if m.rates.int8 else "-"
     print(
         f"{m.case.backend:<13}{m.case.batch_size:>6}{m.case.chains:>7}{m.case.users:>6}"
-        f"{m.users_per_second:>10.3f}{m.tokens_per_second:>11.0f}{m.peak_rss_mb:>9.0f} {ratio}"
-        f"{bound_users_per_second:>10.3f}{bound_users_per_second / m.users_per_second:>9.1f}x",
+        f"{m.users_per_second:>10.3f}{m.tokens_per_second:>10.0f}{m.peak_rss_mb:>8.0f}{ratio:>8}"
+        f"{m.rates.fp32 / 1e9:>10.0f}{int8:>11}{m.load_average:>6.1f}{bound:>10.3f}{bound / m.users_per_second:>7.1f}x",
         flush=True,
     )
 
@@ -230,33 +272,33 @@ def main(argv=None) -> None:
     batch_sizes, chain_counts = integers(args.batch_sizes), integers(args.chains)
     # The reference first in every configuration: the others' rows show their speed-up over it.
     backends = sorted(args.backends.split(","), key=lambda name: name != "transformers")
-    users = max(args.users, *batch_sizes)
-    prompts = synthetic_prompts(users, args.history_items)
+    prompts = synthetic_prompts(max(args.users or 0, *batch_sizes), args.history_items)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="inference-bench-"))
 
     checkpoint, ct2_dir, shape, parameters = build_engines(args, workdir, prompts)
     engines = {"ctranslate2": ct2_dir, "transformers": checkpoint}
+    precisions = {name: EngineInfo.load(ct2_dir).precision if name == "ctranslate2" else "float32" for name in backends}
     prompt_length = prompt_tokens(checkpoint, prompts)
-    peak = max(matmul_flops(threads), matmul_flops(threads))
     print(
         f"model: Llama {shape.layers} layers, hidden {shape.hidden}, MLP {shape.intermediate}, vocab {shape.vocab_size}: "
         f"{parameters / 1e6:.1f}M parameters | prompt {prompt_length:.0f} tokens, {args.new_tokens} new tokens per chain | "
-        f"{threads} threads, fp32 matmul {peak / 1e9:.1f} GFLOP/s | load average {os.getloadavg()[0]:.1f}"
+        f"{threads} threads | {', '.join(f'{name} {precision}' for name, precision in precisions.items())}"
     )
-    print(f"{'backend':<13}{'batch':>6}{'chains':>7}{'users':>6}{'users/s':>10}{'tokens/s':>11}{'RSS MB':>9} {'vs ref':>8}{'bound u/s':>10}{'x bound':>10}")
+    print(COLUMNS)
     for batch_size in batch_sizes:
         for chains in chain_counts:
             reference = None
-            bound = peak / flops_per_user(shape, prompt_length, chains, args.new_tokens)
+            flops = flops_per_user(shape, prompt_length, chains, args.new_tokens)
             for backend in backends:
-                case = Case(backend, batch_size, chains, max(args.users, batch_size), args.new_tokens, threads)
+                case = Case(backend, batch_size, chains, args.users or batch_size, args.new_tokens, threads)
                 measurement = in_fresh_process(measure, case, engines[backend], prompts)
-                print_row(measurement, reference, bound)
+                print_row(measurement, reference, precisions[backend], flops)
                 if backend == "transformers":
                     reference = measurement
                 if args.profile:
-                    print_profile(in_fresh_process(profile_phases, case, engines[backend], prompts), case, shape, prompt_length, peak)
-    print(f"load average at the end {os.getloadavg()[0]:.1f}; engines in {workdir}")
+                    profile = in_fresh_process(profile_phases, case, engines[backend], prompts)
+                    print_profile(profile, case, precisions[backend], shape, prompt_length)
+    print(f"engines in {workdir}")
 
 
 if __name__ == "__main__":
