@@ -199,7 +199,7 @@ def run(args: argparse.Namespace, context: PipesContext | ConsoleContext) -> dic
         "users_per_second": round(progress.users / seconds, 3) if seconds else 0.0,
         "generated_tokens": progress.generated_tokens,
         "generated_tokens_per_second": round(progress.generated_tokens / seconds, 1) if seconds else 0.0,
-        "sampling": dataclasses.asdict(sampling_from(args)),
+        "sampling": {"raw_value": dataclasses.asdict(sampling_from(args)), "type": "json"},  # pipes takes nested values as json
         "output": str(args.output),
     }
     context.report_asset_materialization(metadata=metadata)
