@@ -163,7 +163,8 @@ def _catalog_and_bought(warehouse: Warehouse, users_filter: str) -> tuple[pd.Dat
 
 @dg.asset(
     key=["serving", "user_recommendations"],
-    deps=[INFERENCE_ENGINE, PROMPT_DATASET, dg.AssetKey(["staging", "fct_purchases"])],
+    # Every shard reads all days of purchases (to leave out what its users already bought).
+    deps=[INFERENCE_ENGINE, PROMPT_DATASET, dg.AssetDep(["staging", "fct_purchases"], partition_mapping=dg.AllPartitionMapping())],
     partitions_def=user_shards,
     # One run per shard: a backfill of N shards is N GPU jobs (N pods, N GPUs in production).
     # No warehouse pool: it would serialize hours of generation; the short final write waits
