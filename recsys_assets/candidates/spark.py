@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import duckdb
@@ -106,7 +106,13 @@ def load_into_warehouse(conn: duckdb.DuckDBPyConnection, spec: TableSpec, path: 
     except Exception:
         conn.execute("ROLLBACK")
         raise
-    return conn.execute(f"SELECT count(*) FROM {spec.qualified}").fetchone()[0]
+    return scalar(conn, f"SELECT count(*) FROM {spec.qualified}")
+
+
+def scalar(conn: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    """The one value of ``sql``, fetched to the end: DuckDB refuses other work on a connection
+    whose last result was left unfinished (as fetchone leaves it)."""
+    return conn.execute(sql).fetchall()[0][0]
 
 
 def purchases_source(spark: SparkSession, conn: duckdb.DuckDBPyConnection) -> DataFrame:
@@ -114,19 +120,22 @@ def purchases_source(spark: SparkSession, conn: duckdb.DuckDBPyConnection) -> Da
     if os.environ.get("RECSYS_DBT_TARGET") == "spark":
         return spark.table(PURCHASES)
     path = str(ArtifactStore().path("candidates", "_input", "fct_purchases.parquet"))
-    conn.execute(f"COPY (SELECT event_date, user_id, item_id, ts FROM {PURCHASES}) TO '{path}' (FORMAT parquet)")
+    conn.execute(f"COPY (SELECT event_date, user_id, item_id, ts FROM {PURCHASES}) TO '{path}' (FORMAT parquet)").fetchall()
     return spark.read.parquet(path)
 
 
-def window_purchases(spark: SparkSession, conn: duckdb.DuckDBPyConnection, history_days: int) -> tuple[DataFrame, dict[str, str]]:
-    """(user_id, item_id, age_days) of the last ``history_days`` days, as steps.read_window_purchases."""
+def window_purchases(
+    spark: SparkSession, conn: duckdb.DuckDBPyConnection, history_days: int, end_day: date | None = None
+) -> tuple[DataFrame, dict[str, str]]:
+    """(user_id, item_id, age_days) of the ``history_days`` days up to ``end_day``, as steps.read_window_purchases."""
     source = purchases_source(spark, conn)
-    end = source.agg(F.max("event_date")).first()[0]
+    end = end_day or source.agg(F.max("event_date")).first()[0]
     if end is None:
         raise ValueError(f"{PURCHASES} is empty: materialize the features layer first.")
     window_end = F.lit(f"{end + timedelta(days=1)} 00:00:00").cast("timestamp")
     seconds = F.unix_micros(window_end) - F.unix_micros(F.col("ts").cast("timestamp"))
-    frame = source.where(F.col("event_date") > F.lit(end - timedelta(days=history_days))).select(
+    in_window = (F.col("event_date") > F.lit(end - timedelta(days=history_days))) & (F.col("event_date") <= F.lit(end))
+    frame = source.where(in_window).select(
         F.col("user_id").cast("long"), F.col("item_id").cast("long"), (seconds / 86_400e6).alias("age_days")
     )
     return frame, {"window_start": str(end - timedelta(days=history_days - 1)), "window_end": str(end)}
@@ -188,10 +197,12 @@ def ranked(found: DataFrame, key: str, other: str, k: int) -> DataFrame:
 # ---------------------------------------------------------------- steps
 
 
-def item_vectors(conn: duckdb.DuckDBPyConnection, *, history_days: int, dimensions: int, seed: int) -> StepReport:
+def item_vectors(
+    conn: duckdb.DuckDBPyConnection, *, history_days: int, dimensions: int, seed: int, end_day: date | None = None
+) -> StepReport:
     spark, report = session(), StepReport(ITEM_VECTORS)
     with report.timed("read"):
-        purchases, window = window_purchases(spark, conn, history_days)
+        purchases, window = window_purchases(spark, conn, history_days, end_day)
         # ALS wants int indices; the ids are opaque int64: number them densely.
         bought = purchases.select("user_id", "item_id").distinct().cache()
         users, items = dense_index(bought, "user_id", "user_index"), dense_index(bought, "item_id", "item_index")
@@ -248,10 +259,12 @@ def dense_index(frame: DataFrame, column: str, index: str) -> DataFrame:
     return ids.select(column, (start_of[F.col("_partition")] + position).cast("int").alias(index)).cache()
 
 
-def user_vectors(conn: duckdb.DuckDBPyConnection, *, history_days: int, recency_half_life_days: float) -> StepReport:
+def user_vectors(
+    conn: duckdb.DuckDBPyConnection, *, history_days: int, recency_half_life_days: float, end_day: date | None = None
+) -> StepReport:
     spark, report = session(), StepReport(USER_VECTORS)
     with report.timed("read"):
-        purchases, window = window_purchases(spark, conn, history_days)
+        purchases, window = window_purchases(spark, conn, history_days, end_day)
         items = read_table(spark, ITEM_VECTORS).select("item_id", "vector")
     with report.timed("compute"):
         # Items are looked up by id: the item vectors may come from another window.
@@ -297,7 +310,7 @@ def interest_clusters(conn: duckdb.DuckDBPyConnection, *, clusters: int, seed: i
     sizes = conn.execute(
         f"SELECT any_value(cluster_size) AS size FROM {INTEREST_CLUSTERS.qualified} GROUP BY cluster_id ORDER BY cluster_id"
     ).fetchnumpy()["size"]
-    mean_similarity = conn.execute(f"SELECT avg(centroid_similarity) FROM {INTEREST_CLUSTERS.qualified}").fetchone()[0]
+    mean_similarity = scalar(conn, f"SELECT avg(centroid_similarity) FROM {INTEREST_CLUSTERS.qualified}")
     report.stats = {
         "clusters": len(sizes),
         "cluster_sizes": np.asarray(sizes, dtype=np.int64),
@@ -325,7 +338,7 @@ def user_interest_clusters(conn: duckdb.DuckDBPyConnection, *, clusters_per_user
         path = write_table(nearest, USER_INTEREST_CLUSTERS)
     with report.timed("write"):
         report.rows = load_into_warehouse(conn, USER_INTEREST_CLUSTERS, path)
-    top_score = conn.execute(f"SELECT avg(score) FROM {USER_INTEREST_CLUSTERS.qualified} WHERE rank = 1").fetchone()[0]
+    top_score = scalar(conn, f"SELECT avg(score) FROM {USER_INTEREST_CLUSTERS.qualified} WHERE rank = 1")
     report.stats = {
         "users": users.count(),
         "clusters_per_user": clusters_per_user,
@@ -334,12 +347,14 @@ def user_interest_clusters(conn: duckdb.DuckDBPyConnection, *, clusters_per_user
     return report
 
 
-def user_cluster_candidates(conn: duckdb.DuckDBPyConnection, *, history_days: int, candidates_per_user: int) -> StepReport:
+def user_cluster_candidates(
+    conn: duckdb.DuckDBPyConnection, *, history_days: int, candidates_per_user: int, end_day: date | None = None
+) -> StepReport:
     spark, report = session(), StepReport(USER_CLUSTER_CANDIDATES)
     with report.timed("read"):
         users = read_table(spark, USER_VECTORS).select(F.col("user_id").alias("query_id"), "vector")
         probes = read_table(spark, USER_INTEREST_CLUSTERS).select(F.col("user_id").alias("query_id"), F.col("cluster_id").alias("block"))
-        purchases, window = window_purchases(spark, conn, history_days)
+        purchases, window = window_purchases(spark, conn, history_days, end_day)
         bought = purchases.groupBy(F.col("user_id").alias("query_id")).agg(F.collect_set("item_id").alias("excluded"))
         items = read_table(spark, ITEM_VECTORS).join(read_table(spark, INTEREST_CLUSTERS), "item_id")
     with report.timed("compute"):
@@ -422,7 +437,7 @@ def _similar(
     with report.timed("write"):
         report.rows = load_into_warehouse(conn, target, path)
     list_sizes = indexed.groupBy(F.col("probes")[0]).count().agg(F.max("count")).first()[0]
-    top_score = conn.execute(f"SELECT avg(score) FROM {target.qualified} WHERE rank = 1").fetchone()[0]
+    top_score = scalar(conn, f"SELECT avg(score) FROM {target.qualified} WHERE rank = 1")
     report.stats = {
         "rows_searched": count,
         "neighbours": neighbours,
