@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -183,6 +182,13 @@ def matmul_rates(threads: int, size: int = 2048) -> MatmulRates:
     return MatmulRates(fp32, work / best_seconds(lambda: int_mm(a8, b8)))
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak: VmHWM starts anew at exec, while getrusage's maxrss carries the
+    parent's peak over into a spawned child."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024  # kB
+
+
 def measure(case: Case, engine_dir: Path, prompts: list[str]) -> Measurement:
     """Runs in a fresh process: warm up on one batch, measure the matmul rates available at
     this moment (a shared machine's share changes), then time all users."""
@@ -195,8 +201,7 @@ def measure(case: Case, engine_dir: Path, prompts: list[str]) -> Measurement:
     started = time.perf_counter()
     generations = backend.generate(prompts[: case.users], forced, case.batch_size)
     seconds = time.perf_counter() - started
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return Measurement(case, seconds, generations.generated_tokens, peak_rss_mb, rates, os.getloadavg()[0])
+    return Measurement(case, seconds, generations.generated_tokens, peak_rss_mb(), rates, os.getloadavg()[0])
 
 
 def in_fresh_process(function, *args):
