@@ -48,7 +48,8 @@ class EvaluationSplit(dg.ConfigurableResource):
     test_days: int = 14
 
     def dates(self, conn) -> SplitDates:
-        last_day = conn.execute("SELECT max(event_date) FROM staging.fct_purchases").fetchone()[0]
+        # fetchall, not fetchone: DuckDB keeps a half-read result open and refuses the next query.
+        last_day = conn.execute("SELECT max(event_date) FROM staging.fct_purchases").fetchall()[0][0]
         if last_day is None:
             raise ValueError("staging.fct_purchases is empty: materialize ingest and features first.")
         return split_dates(last_day, self.val_days, self.test_days)

@@ -19,6 +19,7 @@ from recsys_assets.candidates.assets import (
     candidate_checks,
 )
 from recsys_assets.candidates.steps import SIMILAR_ITEMS, TABLES, USER_VECTORS, read_vectors
+from resources.splits import EvaluationSplit
 
 CLUSTERS = 24
 ITEM_NEIGHBOURS = 10
@@ -123,7 +124,10 @@ def test_candidates_come_from_the_users_clusters_and_tastes(layer, featured_plat
     outside = candidates.merge(user_clusters, on=["user_id", "cluster_id"], how="left", indicator=True)
     assert (outside["_merge"] == "both").all(), "a candidate came from a cluster the user is not near"
 
-    bought = featured_platform.df("SELECT DISTINCT user_id, item_id FROM staging.fct_purchases")
+    # Candidates learn only from before the validation period (resources/splits.py): what a user
+    # bought before then is never proposed; what they bought later is exactly what to predict.
+    val_start = EvaluationSplit().dates(duckdb.connect(str(featured_platform.warehouse), read_only=True)).val_start
+    bought = featured_platform.df(f"SELECT DISTINCT user_id, item_id FROM staging.fct_purchases WHERE ts < DATE '{val_start}'")
     assert candidates.merge(bought, on=["user_id", "item_id"]).empty, "an already bought item was proposed"
 
     # Candidates fall in the categories the user buys from far more often than catalogue items do.
@@ -150,7 +154,11 @@ def test_approximate_search_is_exact_when_every_list_is_probed(featured_platform
     exact = compute.exact_similar(vectors, rows, 20)
     lists = compute.search_lists(vectors, list_size=100, probes=1_000, seed=0)
     assert lists.count > 1
-    assert compute.recall(compute.similar(vectors, 20, lists), exact) == 1.0
+    found = compute.similar(vectors, 20, lists)
+    # Same neighbour scores everywhere; ids may differ only among equal scores (users with
+    # identical histories have identical vectors).
+    np.testing.assert_allclose(found.scores, exact.scores, rtol=0, atol=1e-6)
+    assert compute.recall(found, exact) > 0.999
     fewer = compute.search_lists(vectors, list_size=100, probes=1, seed=0)
     assert compute.recall(compute.similar(vectors, 20, fewer), exact) < 1.0
 

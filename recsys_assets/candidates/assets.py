@@ -11,6 +11,7 @@ sizes, seconds per phase, and a preview with item categories to eyeball.
 """
 
 import os
+from datetime import timedelta
 from dataclasses import dataclass
 
 import dagster as dg
@@ -30,6 +31,7 @@ from recsys_assets.candidates.steps import (
     StepReport,
     TableSpec,
 )
+from resources.splits import EvaluationSplit
 from resources.warehouse import WAREHOUSE_POOL
 
 OWNERS = ["team:ml"]
@@ -149,23 +151,33 @@ def _sample(table: TableSpec, id_column: str) -> str:
     return f"(SELECT {id_column} FROM {table.qualified} ORDER BY hash({id_column}) LIMIT {PREVIEW_ROWS})"
 
 
+def _training_end(conn, splits: EvaluationSplit):
+    """The last day candidates may learn from: the day before the validation period."""
+    return splits.dates(conn).train_cutoff - timedelta(days=1)
+
+
 @_candidate_asset(
     ITEM_VECTORS,
     deps=[FCT_PURCHASES],
     how="Why SVD: one sparse randomized SVD pass (O(purchases x dimensions)), deterministic for a seed, "
     "no training loop to tune, and Spark's RowMatrix.computeSVD reproduces it at scale.",
 )
-def item_vectors(config: ItemVectorsConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def item_vectors(config: ItemVectorsConfig, warehouse: DuckDBResource, splits: EvaluationSplit) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn:
-        report = steps.item_vectors(conn, history_days=config.history_days, dimensions=config.dimensions, seed=config.seed)
+        report = steps.item_vectors(
+            conn, history_days=config.history_days, dimensions=config.dimensions, seed=config.seed, end_day=_training_end(conn, splits)
+        )
     return _result(report)
 
 
 @_candidate_asset(USER_VECTORS, deps=[FCT_PURCHASES, _key(ITEM_VECTORS)], how="Recent purchases weigh more (half-life in config).")
-def user_vectors(config: UserVectorsConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def user_vectors(config: UserVectorsConfig, warehouse: DuckDBResource, splits: EvaluationSplit) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn:
         report = steps.user_vectors(
-            conn, history_days=config.history_days, recency_half_life_days=config.recency_half_life_days
+            conn,
+            history_days=config.history_days,
+            recency_half_life_days=config.recency_half_life_days,
+            end_day=_training_end(conn, splits),
         )
     return _result(report)
 
@@ -236,10 +248,15 @@ def user_interest_clusters(config: UserInterestClustersConfig, warehouse: DuckDB
     deps=[FCT_PURCHASES, _key(USER_INTEREST_CLUSTERS), _key(USER_VECTORS), _key(ITEM_VECTORS), _key(INTEREST_CLUSTERS)],
     how="Searched cluster by cluster (a user only scores the items of their own clusters).",
 )
-def user_cluster_candidates(config: UserClusterCandidatesConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def user_cluster_candidates(
+    config: UserClusterCandidatesConfig, warehouse: DuckDBResource, splits: EvaluationSplit
+) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn:
         report = steps.user_cluster_candidates(
-            conn, history_days=config.history_days, candidates_per_user=config.candidates_per_user
+            conn,
+            history_days=config.history_days,
+            candidates_per_user=config.candidates_per_user,
+            end_day=_training_end(conn, splits),
         )
         preview = _markdown(
             conn,

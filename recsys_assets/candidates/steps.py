@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 import duckdb
@@ -190,25 +191,33 @@ def _vectors(table: pa.Table) -> np.ndarray:
     return vectors.flatten().to_numpy().astype(np.float32).reshape(table.num_rows, -1)
 
 
-def read_window_purchases(conn: duckdb.DuckDBPyConnection, history_days: int) -> tuple[compute.Interactions, dict[str, str]]:
-    """Purchases of the last ``history_days`` days, ending at the newest purchase day."""
-    window = f"(SELECT max(event_date) FROM {PURCHASES})"
+def read_window_purchases(
+    conn: duckdb.DuckDBPyConnection, history_days: int, end_day: date | None = None
+) -> tuple[compute.Interactions, dict[str, str]]:
+    """Purchases of the ``history_days`` days ending at ``end_day`` (default: the newest purchase day).
+
+    The assets end the window the day before the validation period, so that nothing the
+    evaluation holds out shapes the candidates (and, through them, the training targets).
+    """
+    end = end_day or conn.execute(f"SELECT max(event_date) FROM {PURCHASES}").fetchall()[0][0]
+    if end is None:
+        raise ValueError(f"{PURCHASES} is empty: materialize the features layer first.")
+    start = end - timedelta(days=int(history_days) - 1)
     table = _query(
         conn,
         f"""
         SELECT user_id, item_id,
-               date_diff('second', ts, {window} + INTERVAL 1 DAY) / 86400.0 AS age_days
+               date_diff('second', ts, DATE '{end}' + INTERVAL 1 DAY) / 86400.0 AS age_days
         FROM {PURCHASES}
-        WHERE event_date > {window} - INTERVAL {int(history_days)} DAY
+        WHERE event_date BETWEEN DATE '{start}' AND DATE '{end}'
         """,
     )
     if table.num_rows == 0:
-        raise ValueError(f"No purchases in the last {history_days} days of {PURCHASES}: materialize the features layer first.")
-    end, start = conn.execute(f"SELECT max(event_date), max(event_date) - INTERVAL {int(history_days) - 1} DAY FROM {PURCHASES}").fetchall()[0]
+        raise ValueError(f"No purchases in {PURCHASES} between {start} and {end}: materialize the features layer first.")
     interactions = compute.Interactions.from_events(
         _numpy(table, "user_id"), _numpy(table, "item_id"), _numpy(table, "age_days")
     )
-    return interactions, {"window_start": str(start)[:10], "window_end": str(end)[:10]}
+    return interactions, {"window_start": str(start), "window_end": str(end)}
 
 
 def read_vectors(conn: duckdb.DuckDBPyConnection, spec: TableSpec, extra: str = "") -> tuple[np.ndarray, np.ndarray, pa.Table]:
@@ -238,10 +247,12 @@ def _pair_matrix(left_ids: np.ndarray, right_ids: np.ndarray, left: np.ndarray, 
 # ---------------------------------------------------------------- steps
 
 
-def item_vectors(conn: duckdb.DuckDBPyConnection, *, history_days: int, dimensions: int, seed: int) -> StepReport:
+def item_vectors(
+    conn: duckdb.DuckDBPyConnection, *, history_days: int, dimensions: int, seed: int, end_day: date | None = None
+) -> StepReport:
     report = StepReport(ITEM_VECTORS)
     with report.timed("read"):
-        interactions, window = read_window_purchases(conn, history_days)
+        interactions, window = read_window_purchases(conn, history_days, end_day)
     with report.timed("compute"):
         purchased = (interactions.matrix() > 0).astype(np.float32)
         vectors, explained = compute.learn_item_vectors(purchased, dimensions, seed)
@@ -262,10 +273,12 @@ def item_vectors(conn: duckdb.DuckDBPyConnection, *, history_days: int, dimensio
     return report
 
 
-def user_vectors(conn: duckdb.DuckDBPyConnection, *, history_days: int, recency_half_life_days: float) -> StepReport:
+def user_vectors(
+    conn: duckdb.DuckDBPyConnection, *, history_days: int, recency_half_life_days: float, end_day: date | None = None
+) -> StepReport:
     report = StepReport(USER_VECTORS)
     with report.timed("read"):
-        interactions, window = read_window_purchases(conn, history_days)
+        interactions, window = read_window_purchases(conn, history_days, end_day)
         item_ids, item_vectors, _ = read_vectors(conn, ITEM_VECTORS)
     with report.timed("compute"):
         # Items are looked up by id: the item vectors may come from another window.
@@ -329,13 +342,15 @@ def user_interest_clusters(conn: duckdb.DuckDBPyConnection, *, clusters_per_user
     return report
 
 
-def user_cluster_candidates(conn: duckdb.DuckDBPyConnection, *, history_days: int, candidates_per_user: int) -> StepReport:
+def user_cluster_candidates(
+    conn: duckdb.DuckDBPyConnection, *, history_days: int, candidates_per_user: int, end_day: date | None = None
+) -> StepReport:
     report = StepReport(USER_CLUSTER_CANDIDATES)
     with report.timed("read"):
         user_ids, users, _ = read_vectors(conn, USER_VECTORS)
         item_ids, items, labels = read_item_vectors_with_clusters(conn)
         user_clusters = _read_user_clusters(conn, user_ids)
-        interactions, window = read_window_purchases(conn, history_days)
+        interactions, window = read_window_purchases(conn, history_days, end_day)
     with report.timed("compute"):
         purchased = _pair_matrix(
             user_ids, item_ids, interactions.user_ids[interactions.users], interactions.item_ids[interactions.items]
