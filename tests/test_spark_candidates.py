@@ -1,7 +1,8 @@
 """The Spark candidate engine (local[2]) against the scikit-learn engine on the small marketplace.
 
-Both engines run the same step functions with the same configs on copies of the session's
-warehouse; every planted-structure assertion below holds for both with the same threshold.
+Both engines materialize the candidate assets and their checks through Dagster, with the same
+configs, on copies of the session's warehouse; every planted-structure assertion below holds
+for both with the same threshold.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
 from recsys_assets.candidates import assets, steps
+from resources.splits import EvaluationSplit
+from resources.warehouse import warehouse_resource
 from tests.spark_session import spark  # noqa: F401  (the session-scoped SparkSession fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
@@ -27,22 +31,34 @@ ENGINES = ("sklearn", "spark")
 NEIGHBOURS = assets.NeighboursConfig(search_list_size=200).model_dump()
 
 
-def run_candidate_layer(engine_steps, conn: duckdb.DuckDBPyConnection) -> dict[str, steps.StepReport]:
-    """Every candidate step in graph order, with the assets' default configs."""
+def materialize_candidates(engine_steps, warehouse: Path) -> dict[str, dict]:
+    """Every candidate asset and check, run by Dagster on ``engine_steps``; metadata per table.
+
+    The assets call the module-level ``steps`` of assets.py, which RECSYS_CANDIDATE_ENGINE sets
+    at import; patching it runs the very same asset code on the other engine in this process.
+    """
+    search = {"config": NEIGHBOURS}
+    run_config = {"ops": {"candidates__similar_items": search, "candidates__similar_users": search}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(assets, "steps", engine_steps)
+        result = dg.materialize(
+            [*assets.candidate_assets, *assets.candidate_checks],
+            resources={"warehouse": warehouse_resource(str(warehouse)), "splits": EvaluationSplit()},
+            run_config=run_config,
+            instance=dg.DagsterInstance.ephemeral(),
+        )
+    assert result.success
+    failed = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+    assert not failed, failed
     return {
-        "item_vectors": engine_steps.item_vectors(conn, **assets.ItemVectorsConfig().model_dump()),
-        "user_vectors": engine_steps.user_vectors(conn, **assets.UserVectorsConfig().model_dump()),
-        "interest_clusters": engine_steps.interest_clusters(conn, **assets.InterestClustersConfig().model_dump()),
-        "user_interest_clusters": engine_steps.user_interest_clusters(conn, **assets.UserInterestClustersConfig().model_dump()),
-        "user_cluster_candidates": engine_steps.user_cluster_candidates(conn, **assets.UserClusterCandidatesConfig().model_dump()),
-        "similar_items": engine_steps.similar_items(conn, **NEIGHBOURS),
-        "similar_users": engine_steps.similar_users(conn, **NEIGHBOURS),
+        event.asset_key.path[-1]: {name: value.value for name, value in event.materialization.metadata.items()}
+        for event in result.get_asset_materialization_events()
     }
 
 
 @pytest.fixture(scope="module")
-def engines(featured_platform, spark, tmp_path_factory) -> dict[str, tuple[Path, dict[str, steps.StepReport]]]:  # noqa: F811
-    """engine -> (its warehouse copy, its step reports)."""
+def engines(featured_platform, spark, tmp_path_factory) -> dict[str, tuple[Path, dict[str, dict]]]:  # noqa: F811
+    """engine -> (its warehouse copy, the materialization metadata of every candidate table)."""
     from recsys_assets.candidates import spark as spark_steps
 
     results = {}
@@ -51,9 +67,9 @@ def engines(featured_platform, spark, tmp_path_factory) -> dict[str, tuple[Path,
         warehouse = home / "warehouse.duckdb"
         shutil.copy(featured_platform.warehouse, warehouse)
         # The Spark steps keep their Parquet in the artifact store under RECSYS_HOME.
-        with pytest.MonkeyPatch.context() as patch, duckdb.connect(str(warehouse)) as conn:
+        with pytest.MonkeyPatch.context() as patch:
             patch.setenv("RECSYS_HOME", str(home))
-            results[engine] = (warehouse, run_candidate_layer(engine_steps, conn))
+            results[engine] = (warehouse, materialize_candidates(engine_steps, warehouse))
     return results
 
 
@@ -74,13 +90,14 @@ def test_both_engines_write_every_table_with_the_same_columns(engines):
     for spec in steps.TABLES:
         shapes = {}
         for engine in ENGINES:
-            warehouse, reports = engines[engine]
+            warehouse, metadata = engines[engine]
             columns = query(warehouse, f"DESCRIBE {spec.qualified}")[["column_name", "column_type"]].values.tolist()
             assert [name for name, _ in columns] == [c.name for c in spec.columns], (engine, spec.name)
-            shapes[engine] = (columns, reports[spec.name].rows)
-        assert shapes["spark"][0] == shapes["sklearn"][0], spec.name
-    assert engines["spark"][1]["item_vectors"].rows == engines["sklearn"][1]["item_vectors"].rows
-    assert engines["spark"][1]["user_vectors"].rows == engines["sklearn"][1]["user_vectors"].rows
+            assert metadata[spec.name]["dagster/row_count"] > 0, (engine, spec.name)
+            shapes[engine] = columns
+        assert shapes["spark"] == shapes["sklearn"], spec.name
+    for table in ("item_vectors", "user_vectors", "user_interest_clusters"):  # one row per item / user (x clusters)
+        assert engines["spark"][1][table]["dagster/row_count"] == engines["sklearn"][1][table]["dagster/row_count"], table
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -104,7 +121,7 @@ def test_similar_items_recover_co_purchase_groups_and_categories(engines, truth,
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_interest_clusters_follow_categories(engines, truth, engine):
-    warehouse, reports = engines[engine]
+    warehouse, metadata = engines[engine]
     items, _ = truth
     purity = query(
         warehouse,
@@ -115,12 +132,12 @@ def test_interest_clusters_follow_categories(engines, truth, engine):
         items=items,
     ).iloc[0]["purity"]
     assert purity > 0.7, purity  # measured: sklearn 0.83, spark 0.90
-    assert reports["interest_clusters"].stats["clusters"] > 10
+    assert metadata["interest_clusters"]["clusters"] > 10
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_similar_users_share_a_persona(engines, truth, engine):
-    warehouse, reports = engines[engine]
+    warehouse, metadata = engines[engine]
     _, users = truth
     same = query(
         warehouse,
@@ -130,19 +147,23 @@ def test_similar_users_share_a_persona(engines, truth, engine):
         """,
         users=users,
     ).iloc[0]["same"]
-    assert same > 0.6, same  # 12 personas: about 0.08 at random; measured 0.77 with both engines
-    search = reports["similar_users"].stats
+    # 12 personas: about 0.08 at random. Measured 0.44-0.77 with both engines, depending on how
+    # much of the period the history window covers (users drift between two personas).
+    assert same > 0.35, same
+    search = metadata["similar_users"]
     assert search["search_lists"] > 1 and search["recall_vs_exact"] > 0.7, search
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_cluster_candidates_are_new_items_in_the_users_categories(engines, truth, engine):
-    warehouse, _ = engines[engine]
+    warehouse, metadata = engines[engine]
     items, _ = truth
+    window = metadata["user_cluster_candidates"]  # the purchases the candidates were built from
     shares = query(
         warehouse,
-        """
-        WITH bought AS (SELECT DISTINCT user_id, item_id FROM staging.fct_purchases),
+        f"""
+        WITH bought AS (SELECT DISTINCT user_id, item_id FROM staging.fct_purchases
+                        WHERE event_date BETWEEN DATE '{window["window_start"]}' AND DATE '{window["window_end"]}'),
              tastes AS (SELECT DISTINCT user_id, category_index FROM bought JOIN items USING (item_id))
         SELECT avg((t.user_id IS NOT NULL)::INT) AS in_taste, count(b.item_id) AS already_bought
         FROM candidates.user_cluster_candidates c JOIN items i USING (item_id)
