@@ -96,7 +96,7 @@ REFRESH_RECOMMENDATIONS = (
 
 @dataclass(frozen=True)
 class LayerPolicy:
-    freshness: dg.FreshnessPolicy
+    freshness: dg.FreshnessPolicy | None  # None: launched by hand, never late
     automation: dg.AutomationCondition | None  # None: started by a sensor, not by a condition
     retries: RunRetries
     daily_automation: dg.AutomationCondition | None = EAGER_ANY_DAY  # for the layer's daily partitions
@@ -117,7 +117,11 @@ LAYER_POLICIES: dict[str, LayerPolicy] = {
     "serving": LayerPolicy(DAILY_FRESHNESS, REFRESH_RECOMMENDATIONS, GPU_RETRIES),
     "evaluation": LayerPolicy(WEEKLY_FRESHNESS, EAGER, WAREHOUSE_RETRIES),
     "marts": LayerPolicy(DAILY_FRESHNESS, EAGER, WAREHOUSE_RETRIES),
+    # The experiments job trains a model per study variant (hours on CPU): launched by hand,
+    # never by automation, and not part of a full materialization (recsys run).
+    "experiments": LayerPolicy(None, None, GPU_RETRIES, daily_automation=None),
 }
+ON_DEMAND_GROUPS = tuple(group for group, policy in LAYER_POLICIES.items() if policy.automation is None and policy.freshness is None)
 
 
 def layer_policy(group: str | None) -> LayerPolicy:
@@ -139,7 +143,8 @@ def automation_sensors() -> list[dg.AutomationConditionSensorDefinition]:
     """One automation sensor per retry policy, so that every run it launches carries its layer's retries."""
     groups_by_retries: dict[RunRetries, list[str]] = {}
     for group, policy in LAYER_POLICIES.items():
-        groups_by_retries.setdefault(policy.retries, []).append(group)
+        if group not in ON_DEMAND_GROUPS:
+            groups_by_retries.setdefault(policy.retries, []).append(group)
     return [
         dg.AutomationConditionSensorDefinition(
             f"automation_{retries.name}_layers",

@@ -17,6 +17,7 @@ from datetime import date
 import dagster as dg
 
 from partitions import daily_partitions, user_shards
+from recsys_assets.automation import ON_DEMAND_GROUPS
 from partitions.user_shards import plan_new_shards
 from resources.landing import EVENT_TABLES, LandingDataError, LandingZone
 
@@ -67,18 +68,19 @@ def materialize_everything(
     assets = [*defs.assets, *(defs.asset_checks or [])]
     shard_keys = [spec.key for spec in defs.resolve_all_asset_specs() if spec.partitions_def == user_shards]
     sharded = dg.AssetSelection.assets(*shard_keys)
+    on_demand = dg.AssetSelection.groups(*ON_DEMAND_GROUPS)  # the experiments job: hours, by hand only
 
     def run(selection: dg.AssetSelection, **kwargs) -> dg.ExecuteInProcessResult:
         return dg.materialize(assets, selection=selection, instance=instance, resources=resources, run_config=INFO_LOGS, **kwargs)
 
     log(f"Stage 1: ingest and every unsharded layer for {days[0]} .. {days[-1]}")
-    results = [run(dg.AssetSelection.all() - sharded.downstream(), tags=day_range_tags(days))]
+    results = [run(dg.AssetSelection.all() - sharded.downstream() - on_demand, tags=day_range_tags(days))]
     if shard_keys:
         shards = register_shards(instance, resources["warehouse"])
         for number, key in enumerate(shards, start=1):
             log(f"Stage 2: shard {number}/{len(shards)} {key}")
             results.append(run(sharded, partition_key=key))
-        downstream = sharded.downstream() - sharded
+        downstream = sharded.downstream() - sharded - on_demand
         if downstream.resolve(defs.resolve_asset_graph()):
             log("Stage 3: what reads the shards (marts)")
             results.append(run(downstream))

@@ -22,10 +22,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from recsys_assets.evaluation.assets import GROUP, OWNERS, load_ground_truth
+from recsys_assets.evaluation.assets import OWNERS, load_ground_truth
 from recsys_assets.evaluation.metrics import TrainingStats, evaluate
 from recsys_assets.evaluation.tables import EXPERIMENTS, append_results
-from recsys_assets.llm_data.assets import TOKENIZER_KEY, PromptDatasetConfig, load_market_data
+from recsys_assets.llm_data.assets import CANDIDATE_DEPS, FEATURE_DEPS, TOKENIZER_KEY, PromptDatasetConfig, load_market_data
 from recsys_assets.llm_data.dataset import DatasetSpec, MarketData, build_dataset
 from recsys_assets.llm_data.targets import PRESETS, resolve_shares
 from recsys_assets.model.assets import FineTuneConfig, job_path
@@ -176,12 +176,12 @@ def _evaluated_at() -> datetime:
 
 @dg.asset(
     key=EXPERIMENTS_KEY,
-    group_name=GROUP,
+    group_name="experiments",  # launched by hand: no automation, not in `recsys run` (automation.py)
     owners=OWNERS,
     kinds={"pytorch", "python"},
-    # No deps on purpose: the layer's eager automation would otherwise retrain five models
-    # whenever the features move. It reads the latest id tokenizer, features and candidates
-    # when launched (the "experiments" job), and holds no warehouse pool slot for its hours.
+    deps=[TOKENIZER_KEY, *CANDIDATE_DEPS, *FEATURE_DEPS],
+    # Holds no warehouse pool slot for its hours: it reads the warehouse at the start and
+    # writes its results at the end.
     description=(
         "The reference's two studies on this marketplace: one model per target strategy (own / similar users / similar "
         "items / clusters / combined), and the chain count (1 / 4 / 10 / 20), against HitRate, Precision, Recall, "
