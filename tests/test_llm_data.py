@@ -6,10 +6,11 @@ from datetime import date
 import pandas as pd
 import pytest
 
+from recsys_assets.llm_data.dataset import Builder, DatasetSpec, MarketData
 from recsys_assets.llm_data.prompts import TEMPLATE, build_prompt, fit_history
 from recsys_assets.llm_data.targets import PRESETS, mix_target, quotas, resolve_shares
 from recsys_assets.llm_data.tokenization import OPTIONS, round_trips, tokens_per_id, train_id_tokenizer
-from resources.splits import split_dates
+from resources.splits import SplitDates, split_dates
 
 PROMPT_PATTERN = re.compile(
     r"Based on the purchase history: \[((\d+, )*\d+)?\]\. What next products will be bought by the user: "
@@ -42,6 +43,42 @@ def test_mix_fills_quotas_then_backfills_and_excludes():
     assert sources.count("own_cart") == 3 and sources.count("similar_to_cart") == 3
     short = mix_target({"own_cart": [1], "similar_to_cart": [5, 6, 7, 8]}, {"own_cart": 0.5, "similar_to_cart": 0.5}, size=4)
     assert [s for _, s in short].count("similar_to_cart") == 3  # the short source's slots are backfilled
+
+
+def test_next_purchases_may_repeat_the_history_other_sources_may_not():
+    candidates = {"next_purchases": [7, 8], "own_cart": [7, 9]}
+    mixed = mix_target(candidates, {"next_purchases": 0.5, "own_cart": 0.5}, size=4, exclude=[7])
+    assert sorted(mixed) == [(7, "next_purchases"), (8, "next_purchases"), (9, "own_cart")]
+
+
+def _windowed_market() -> tuple[MarketData, SplitDates]:
+    """One user buying item 100 + day every 7 days; the training cut-off is 2026-03-01."""
+    days = pd.date_range("2026-01-01", "2026-03-28", freq="7D")
+    purchases = pd.DataFrame({"user_id": 1, "item_id": [100 + i for i in range(len(days))], "ts": days})
+    empty = pd.DataFrame({"user_id": pd.Series(dtype="int64"), "item_id": pd.Series(dtype="int64"), "ts": pd.Series(dtype="datetime64[ns]")})
+    users = pd.DataFrame({"user_id": [1], "gender": [0], "age": [30], "geo": [5]})
+    market = MarketData(purchases, empty, empty, users, price_percentile={100 + i: 0.5 for i in range(len(days))})
+    return market, SplitDates(val_start=date(2026, 3, 1), test_start=date(2026, 3, 15), end=date(2026, 3, 28))
+
+
+def test_training_windows_learn_next_purchases_from_before_the_cutoff_only():
+    market, dates = _windowed_market()
+    spec = DatasetSpec({"next_purchases": 1.0}, train_windows=4, window_days=14)
+    train = Builder(market, spec, dates, count_tokens=lambda text: len(text.split())).examples("train")
+    # Cut-offs 03-01 (its window is the val period: no example), 02-15, 02-01, 01-18.
+    assert sorted(map(str, train["cutoff"])) == ["2026-01-18", "2026-02-01", "2026-02-15"]
+    purchases = market.purchases.set_index("item_id")["ts"]
+    for row in train.itertuples():
+        bought = [purchases[i] for i in row.target_item_ids]
+        assert all(pd.Timestamp(row.cutoff) <= ts < pd.Timestamp(row.cutoff) + pd.Timedelta(days=14) for ts in bought)
+        assert max(bought) < pd.Timestamp(dates.val_start)
+        history = [int(i) for i in re.search(r"\[(.*?)\]", row.prompt).group(1).split(", ")]
+        assert all(purchases[i] < pd.Timestamp(row.cutoff) for i in history)
+
+
+def test_next_purchases_target_needs_an_earlier_window():
+    with pytest.raises(ValueError, match="train_windows to 2 or more"):
+        DatasetSpec({"next_purchases": 1.0}, train_windows=1)
 
 
 def test_presets_resolve_to_normalised_shares():
@@ -150,7 +187,8 @@ def test_no_future_item_leaks_into_a_training_prompt(prompt_examples, featured_p
     before = purchases[purchases["ts"] < pd.Timestamp(dates["val_start"])]
     seen_before = set(zip(before["user_id"], before["item_id"]))
     test = examples[examples["split"] == "test"]
-    train_prompts = examples[examples["split"] == "train"].set_index("user_id")["prompt"]
+    train = examples[examples["split"] == "train"]
+    train_prompts = train[train["cutoff"] == train["cutoff"].max()].set_index("user_id")["prompt"]
     checked = 0
     for user, items in zip(test["user_id"], test["target_item_ids"]):
         new_items = [i for i in items if (user, i) not in seen_before]  # first bought in the held-out period

@@ -26,8 +26,8 @@ from recsys_assets.evaluation.assets import OWNERS, load_ground_truth
 from recsys_assets.evaluation.metrics import TrainingStats, evaluate
 from recsys_assets.evaluation.tables import EXPERIMENTS, append_results
 from recsys_assets.llm_data.assets import CANDIDATE_DEPS, FEATURE_DEPS, TOKENIZER_KEY, PromptDatasetConfig, load_market_data
-from recsys_assets.llm_data.dataset import DatasetSpec, MarketData, build_dataset
-from recsys_assets.llm_data.targets import PRESETS, resolve_shares
+from recsys_assets.llm_data.dataset import MarketData, build_dataset
+from recsys_assets.llm_data.targets import PRESETS
 from recsys_assets.model.assets import FineTuneConfig, job_path
 from resources.artifacts import ArtifactStore, latest_artifact
 from resources.gpu_jobs import GpuJobRunner
@@ -114,9 +114,7 @@ class Experiment:
 
 def write_dataset(experiment: Experiment, strategy: str, count_tokens) -> Path:
     """The prompt dataset with ``strategy``'s targets (val/test targets are the next purchases either way)."""
-    settings = experiment.config.dataset
-    spec = DatasetSpec(resolve_shares(strategy), settings.target_items, settings.history_max_items, settings.max_seq_len, settings.intent_days)
-    examples = build_dataset(experiment.market, spec, experiment.dates, count_tokens)
+    examples = build_dataset(experiment.market, experiment.config.dataset.spec(strategy), experiment.dates, count_tokens)
     # The folder name is part of the model version: unique per run and strategy, so that the
     # strategies' models do not share a version (and a folder).
     folder = experiment.folder / "datasets" / f"{experiment.folder.name[:8]}-{strategy}"

@@ -60,6 +60,17 @@ class PromptDatasetConfig(dg.Config):
     """Prompt + target must fit this many tokens of the id tokenizer."""
     intent_days: int = 182
     """How long a wishlist/cart addition counts as open intent."""
+    train_windows: int = 1
+    """Training cut-offs: the training cut-off and the windows before it, each one example per user."""
+    window_days: int = 14
+    """Days between training cut-offs, and the next_purchases window (as long as the val/test periods)."""
+
+    def spec(self, strategy: str | None = None) -> DatasetSpec:
+        """The builder's settings; ``strategy`` overrides the configured target mix."""
+        shares = resolve_shares(strategy) if strategy else resolve_shares(self.target_strategy, self.target_shares or None)
+        return DatasetSpec(
+            shares, self.target_items, self.history_max_items, self.max_seq_len, self.intent_days, self.train_windows, self.window_days
+        )
 
 
 def _version(*parts) -> str:
@@ -156,7 +167,7 @@ def load_market_data(conn) -> MarketData:
     )
 
 
-def _dataset_metadata(examples: pd.DataFrame, shares: dict, spec: DatasetSpec) -> dict:
+def _dataset_metadata(examples: pd.DataFrame, spec: DatasetSpec) -> dict:
     counts = examples["split"].value_counts().to_dict()
     train = examples[examples["split"] == "train"]
     total = examples["prompt_tokens"] + examples["target_tokens"]
@@ -164,7 +175,8 @@ def _dataset_metadata(examples: pd.DataFrame, shares: dict, spec: DatasetSpec) -
     return {
         **{f"rows_{split}": int(counts.get(split, 0)) for split in SPLITS},
         "dagster/row_count": len(examples),
-        "configured_shares": dg.MetadataValue.json(shares),
+        "configured_shares": dg.MetadataValue.json(spec.shares),
+        "train_cutoffs": dg.MetadataValue.json(sorted({str(c) for c in train["cutoff"]})),
         "realized_shares_train": dg.MetadataValue.json(realized_shares(train)),
         "train_examples_with_complete_mix": int(train["mix_complete"].sum()),
         "cold_start_prompts": int((examples["history_length"] == 0).sum()),
@@ -194,8 +206,7 @@ def prompt_dataset(
     from transformers import PreTrainedTokenizerFast
 
     started = time.perf_counter()
-    shares = resolve_shares(config.target_strategy, config.target_shares or None)
-    spec = DatasetSpec(shares, config.target_items, config.history_max_items, config.max_seq_len, config.intent_days)
+    spec = config.spec()
     tokenizer_path = latest_artifact(context.instance, TOKENIZER_KEY)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_path))
     with warehouse.get_connection() as conn:
@@ -211,11 +222,11 @@ def prompt_dataset(
     folder = artifacts.path("datasets", version, "dataset.json").parent
     for split in SPLITS:
         examples[examples["split"] == split].to_parquet(folder / f"{split}.parquet", index=False)
-    metadata = _dataset_metadata(examples, shares, spec)
+    metadata = _dataset_metadata(examples, spec)
     manifest = {
         "dataset_version": version,
         "config": config.model_dump(),
-        "shares": shares,
+        "shares": spec.shares,
         "tokenizer_path": str(tokenizer_path),
         "split_dates": {k: str(v) for k, v in dates.__dict__.items()},
         "rows": {split: int((examples["split"] == split).sum()) for split in SPLITS},

@@ -1,15 +1,16 @@
-"""Assemble the prompt dataset: one example per user and split.
+"""Assemble the prompt dataset: one example per user and split (and training window).
 
-Splits (see splits.py): ``train`` (target: the configured source mix at the training
-cut-off), ``val`` and ``test`` (target: what the user bought next in the period), ``serve``
-(the newest history, no target: what recommendations are generated from).
+Splits (see splits.py): ``train`` (target: the configured source mix, at the training
+cut-off and at ``train_windows - 1`` earlier cut-offs ``window_days`` apart), ``val`` and
+``test`` (target: what the user bought next in the period), ``serve`` (the newest history,
+no target: what recommendations are generated from).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,15 @@ class DatasetSpec:
     history_max_items: int = 50
     max_seq_len: int = 310
     intent_days: int = 182  # how far back a wishlist/cart addition still counts as open intent
+    train_windows: int = 1  # training cut-offs: the training cut-off and the windows before it
+    window_days: int = 14  # days between training cut-offs: the next_purchases window
+
+    def __post_init__(self) -> None:
+        if self.train_windows < 1 or self.window_days < 1:
+            raise ValueError(f"train_windows and window_days must be >= 1, got {self.train_windows} and {self.window_days}")
+        if "next_purchases" in self.shares and self.train_windows < 2:
+            # The training cut-off's own next purchases are the validation period.
+            raise ValueError("The next_purchases target learns from earlier windows: set train_windows to 2 or more.")
 
 
 def purchasing_power_at(purchases: pd.DataFrame, price_percentile: dict[int, float], cutoff) -> dict[int, float]:
@@ -52,7 +62,7 @@ def purchasing_power_at(purchases: pd.DataFrame, price_percentile: dict[int, flo
     return ((mean_paid.rank(method="average") - 1) / max(len(mean_paid) - 1, 1)).to_dict()
 
 
-def target_sources(user: int, wishlist: dict, cart: dict, data: MarketData) -> dict[str, list[int]]:
+def target_sources(user: int, wishlist: dict, cart: dict, bought_next: dict, data: MarketData) -> dict[str, list[int]]:
     own_wishlist, own_cart = wishlist.get(user, []), cart.get(user, [])
     neighbours = data.similar_users.get(user, [])
     return {
@@ -62,6 +72,7 @@ def target_sources(user: int, wishlist: dict, cart: dict, data: MarketData) -> d
         "similar_to_wishlist": interleave(data.similar_items.get(i, []) for i in own_wishlist),
         "similar_to_cart": interleave(data.similar_items.get(i, []) for i in own_cart),
         "interest_clusters": data.cluster_candidates.get(user, []),
+        "next_purchases": bought_next.get(user, []),
     }
 
 
@@ -72,18 +83,25 @@ class Builder:
         self.data, self.spec, self.dates, self.count_tokens = data, spec, dates, count_tokens
         self.attributes = data.users.set_index("user_id")[["geo", "age", "gender"]].to_dict("index")
 
+    def train_cutoffs(self) -> list[date]:
+        """The training cut-off and the ``train_windows - 1`` cut-offs before it, newest first."""
+        return [self.dates.train_cutoff - timedelta(days=k * self.spec.window_days) for k in range(self.spec.train_windows)]
+
     def examples(self, split: str, target_reserve: int = 0) -> pd.DataFrame:
-        cutoff = self.dates.prompt_cutoff(split)
+        cutoffs = self.train_cutoffs() if split == "train" else [self.dates.prompt_cutoff(split)]
+        return pd.concat([self._examples_at(split, cutoff, target_reserve) for cutoff in cutoffs], ignore_index=True)
+
+    def _examples_at(self, split: str, cutoff: date, target_reserve: int) -> pd.DataFrame:
         histories = histories_before(self.data.purchases, cutoff, self.spec.history_max_items)
         power = purchasing_power_at(self.data.purchases, self.data.price_percentile, cutoff)
         targets = self._targets(split, cutoff, histories)
         rows = []
         for user in sorted(targets if split != "serve" else self.attributes):
             target = targets.get(user, [])
-            rows.append(self._example(split, user, histories.get(user, []), target, power.get(user), target_reserve))
+            rows.append(self._example(split, cutoff, user, histories.get(user, []), target, power.get(user), target_reserve))
         return pd.DataFrame(rows, columns=_COLUMNS)
 
-    def _targets(self, split: str, cutoff, histories) -> dict[int, list[tuple[int, str]]]:
+    def _targets(self, split: str, cutoff: date, histories) -> dict[int, list[tuple[int, str]]]:
         if split == "serve":
             return {}
         if split in ("val", "test"):
@@ -93,15 +111,18 @@ class Builder:
         since = cutoff - timedelta(days=self.spec.intent_days)
         wishlist = open_intent(self.data.wishlist, self.data.purchases, cutoff, since)
         cart = open_intent(self.data.cart, self.data.purchases, cutoff, since)
+        # Never past the training cut-off: the newest window's next purchases are the val period.
+        window_end = min(cutoff + timedelta(days=self.spec.window_days), self.dates.train_cutoff)
+        bought_next = items_bought_between(self.data.purchases, cutoff, window_end)
         targets = {}
         for user in self.attributes:
-            sources = target_sources(user, wishlist, cart, self.data)
+            sources = target_sources(user, wishlist, cart, bought_next, self.data)
             mixed = mix_target(sources, self.spec.shares, self.spec.target_items, exclude=histories.get(user, []))
             if mixed:
                 targets[user] = mixed
         return targets
 
-    def _example(self, split, user, history, target, purchasing_power, target_reserve) -> dict:
+    def _example(self, split, cutoff, user, history, target, purchasing_power, target_reserve) -> dict:
         attributes = self.attributes[user]
 
         def prompt_for(h) -> str:
@@ -119,6 +140,7 @@ class Builder:
         return {
             "user_id": int(user),
             "split": split,
+            "cutoff": cutoff,
             "prompt": prompt_for(kept),
             "target": format_item_ids(items),
             "target_item_ids": items,
@@ -140,7 +162,7 @@ class Builder:
 
 
 _COLUMNS = [
-    "user_id", "split", "prompt", "target", "target_item_ids", "target_sources", "mix_complete",
+    "user_id", "split", "cutoff", "prompt", "target", "target_item_ids", "target_sources", "mix_complete",
     "history_length", "prompt_tokens", "target_tokens",
 ]  # fmt: skip
 
