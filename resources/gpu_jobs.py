@@ -10,6 +10,9 @@ configuration (``RECSYS_GPU_MODE``), never asset code:
   node: the GPU image, ``nvidia.com/gpu`` limits, node selection and tolerations for the GPU
   pool, memory and a RAM-backed /dev/shm, and the artifact store's shared volume mounted at
   the same path the orchestrator uses, so paths in metadata mean the same on both sides.
+  The pod settings come from deploy/gpu-steps.yaml (``RECSYS_GPU_STEPS``): defaults plus,
+  per step (the job module's last name: ``gpu_jobs.train`` -> ``train``), its GPU count and
+  resources.
 
 Either way the job reads ``RECSYS_ARTIFACTS_ROOT`` for the store's root.
 """
@@ -19,22 +22,29 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 import dagster as dg
 import pydantic
+import yaml
 from dagster_k8s import PipesK8sClient
+from pydantic_core import ErrorDetails
 
 from resources import settings
 from resources.artifacts import ArtifactStore
 
 GPU_MODE_ENV = "RECSYS_GPU_MODE"
+GPU_STEPS_ENV = "RECSYS_GPU_STEPS"
+DEFAULT_GPU_STEPS = settings.PROJECT_DIR / "deploy" / "gpu-steps.yaml"
 JOB_CONTAINER = "gpu-job"
 SHM_VOLUME = "dshm"
 ARTIFACTS_VOLUME = "artifacts"
 
 
 class Toleration(dg.Config):
+    model_config = pydantic.ConfigDict(extra="forbid")  # a misspelt field is an error, not a silent default
+
     key: str = "nvidia.com/gpu"
     operator: Literal["Exists", "Equal"] = "Exists"
     value: str = ""  # only with operator Equal
@@ -42,7 +52,9 @@ class Toleration(dg.Config):
 
 
 class KubernetesSettings(dg.Config):
-    """Where and how GPU pods run in production."""
+    """Where and how GPU pods run in production: the ``defaults`` of deploy/gpu-steps.yaml."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
 
     image: str = "recsys-platform-gpu:latest"  # built from deploy/gpu.Dockerfile
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -74,6 +86,72 @@ class KubernetesSettings(dg.Config):
     kube_context: str | None = None
     poll_interval_s: float = 10.0
     pod_wait_timeout_s: float = 48 * 3600.0
+
+
+class StepSettings(dg.Config):
+    """One GPU step's entry in deploy/gpu-steps.yaml: what it changes on top of the defaults
+    (cpu, memory and shm_size are the KubernetesSettings fields of the same names)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    gpu_count: int | None = pydantic.Field(default=None, ge=1)
+    """The pod's nvidia.com/gpu limit when the asset asks for no count; unset: 1."""
+    cpu: str | None = None
+    memory: str | None = None
+    shm_size: str | None = None
+
+
+# The gpu_jobs modules that assets run, by step name.
+GpuStep = Literal["train", "build_engine", "generate"]
+
+
+class GpuStepsFile(pydantic.BaseModel):
+    """The layout of deploy/gpu-steps.yaml."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    defaults: KubernetesSettings = pydantic.Field(default_factory=KubernetesSettings)
+    steps: dict[GpuStep, StepSettings] = {}
+
+
+def load_gpu_steps(path: Path) -> GpuStepsFile:
+    """The pod settings in ``path``; a missing or malformed file raises, naming the file and the problem."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"GPU steps file {path} does not exist. Kubernetes mode needs the per-step GPU pod settings: "
+            f"set {GPU_STEPS_ENV} to a copy of the repository's deploy/gpu-steps.yaml (deploy/Dockerfile puts it in the image)"
+        ) from None
+    except yaml.YAMLError as error:
+        raise _malformed(path, [f"not valid YAML: {error}"]) from None
+    try:
+        return GpuStepsFile.model_validate(data)
+    except pydantic.ValidationError as error:
+        raise _malformed(path, [_problem(e) for e in error.errors()]) from None
+
+
+def _malformed(path: Path, problems: list[str]) -> ValueError:
+    listed = "".join(f"\n  {problem}" for problem in problems)
+    return ValueError(
+        f"GPU steps file {path} is malformed:{listed}\n"
+        f"Fix it or point {GPU_STEPS_ENV} at another file. Top level: defaults, steps; steps: {', '.join(get_args(GpuStep))}; "
+        f"a step's fields: {', '.join(StepSettings.model_fields)}; defaults: the fields of KubernetesSettings (resources/gpu_jobs.py)."
+    )
+
+
+def _problem(error: ErrorDetails) -> str:
+    where = ".".join(str(part) for part in error["loc"] if part != "[key]")
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown field"
+    if "[key]" in error["loc"]:  # the only keys with a type are the step names
+        return f"{where}: unknown step"
+    return f"{where}: {error['msg']}"
+
+
+def step_name(module: str) -> str:
+    """The steps-file entry of a job module: ``gpu_jobs.train`` -> ``train``."""
+    return module.rpartition(".")[2]
 
 
 def gpu_pod_spec(k8s: KubernetesSettings, gpu_count: int, artifacts_path: str) -> dict[str, Any]:
@@ -127,6 +205,7 @@ class GpuJobRunner(dg.ConfigurableResource):
     artifacts: ArtifactStore
     python: str = ""  # interpreter for local jobs; default: the orchestrator's own
     kubernetes: KubernetesSettings = pydantic.Field(default_factory=KubernetesSettings)
+    steps: dict[str, StepSettings] = pydantic.Field(default_factory=dict)  # by step_name(module)
 
     @property
     def artifacts_path(self) -> str:
@@ -135,31 +214,55 @@ class GpuJobRunner(dg.ConfigurableResource):
             return self.kubernetes.artifacts_mount_path
         return str(self.artifacts.base)
 
+    def gpu_count_for(self, module: str, requested: int | None = None) -> int:
+        """An explicit request wins over the step's gpu_count; with neither, one GPU."""
+        if requested is not None:
+            return requested
+        return self._step(module).gpu_count or 1
+
+    def pod_settings(self, module: str) -> KubernetesSettings:
+        """The defaults with the module's step on top."""
+        changes = self._step(module).model_dump(exclude_none=True, exclude={"gpu_count"})
+        return self.kubernetes.model_copy(update=changes)
+
+    def pod_spec(self, module: str, gpu_count: int | None = None) -> dict[str, Any]:
+        """The pod spec of one job in kubernetes mode (PipesK8sClient fills in image, command and env)."""
+        return gpu_pod_spec(self.pod_settings(module), self.gpu_count_for(module, gpu_count), self.artifacts_path)
+
+    def _step(self, module: str) -> StepSettings:
+        return self.steps.get(step_name(module), StepSettings())
+
     def run(
         self,
         context: dg.AssetExecutionContext,
         module: str,
         args: Sequence[str] = (),
         extras: Mapping[str, Any] | None = None,
-        gpu_count: int = 1,
+        gpu_count: int | None = None,
     ) -> dg.PipesClientCompletedInvocation:
-        """Run ``python -m module *args``; the returned invocation holds what the job reported."""
+        """Run ``python -m module *args``; the returned invocation holds what the job reported.
+
+        ``gpu_count``: GPUs of the pod in kubernetes mode; None: the step's gpu_count (steps file).
+        """
         env = {
             "RECSYS_ARTIFACTS_ROOT": self.artifacts_path,
             "PYTHONUNBUFFERED": "1",  # logs and pipes messages leave the job as they happen
         }
         if self.mode == "kubernetes":
             return self._run_pod(context, module, list(args), extras, gpu_count, env)
-        context.log.info(f"GPU job {module} as a local subprocess ({gpu_count} GPU(s) requested, using this machine)")
+        requested = self.gpu_count_for(module, gpu_count)
+        context.log.info(f"GPU job {module} as a local subprocess ({requested} GPU(s) requested, using this machine)")
         client = dg.PipesSubprocessClient(cwd=str(settings.PROJECT_DIR))
         command = [self.python or sys.executable, "-m", module, *args]
         return client.run(context=context, command=command, extras=extras, env=env)
 
-    def _run_pod(self, context, module: str, args: list[str], extras, gpu_count: int, env: dict) -> dg.PipesClientCompletedInvocation:
-        k8s = self.kubernetes
+    def _run_pod(
+        self, context, module: str, args: list[str], extras, gpu_count: int | None, env: dict
+    ) -> dg.PipesClientCompletedInvocation:
+        k8s, gpus = self.pod_settings(module), self.gpu_count_for(module, gpu_count)
         # Hub downloads of base models are cached on the shared volume, once for all pods.
         env = {**env, "HF_HOME": f"{self.artifacts_path}/hf-cache"}
-        context.log.info(f"GPU job {module} as a pod in {k8s.namespace}: {gpu_count} x GPU, image {k8s.image}")
+        context.log.info(f"GPU job {module} as a pod in {k8s.namespace}: {gpus} x GPU, image {k8s.image}")
         client = PipesK8sClient(
             load_incluster_config=k8s.load_incluster_config,
             kubeconfig_file=k8s.kubeconfig_file,
@@ -174,7 +277,7 @@ class GpuJobRunner(dg.ConfigurableResource):
             namespace=k8s.namespace,
             env=env,
             base_pod_meta=gpu_pod_meta(module),
-            base_pod_spec=gpu_pod_spec(k8s, gpu_count, self.artifacts_path),
+            base_pod_spec=self.pod_spec(module, gpu_count),
             pod_wait_timeout=k8s.pod_wait_timeout_s,
         )
 
@@ -182,14 +285,23 @@ class GpuJobRunner(dg.ConfigurableResource):
 def gpu_job_runner(artifacts: ArtifactStore) -> GpuJobRunner:
     """The runner for this deployment, from the environment.
 
-    RECSYS_GPU_MODE: local (default) | kubernetes. In kubernetes mode RECSYS_GPU_IMAGE,
-    RECSYS_GPU_NAMESPACE and RECSYS_ARTIFACTS_CLAIM override the image, namespace and the
-    claim of the shared artifact volume.
+    RECSYS_GPU_MODE: local (default) | kubernetes. RECSYS_GPU_STEPS: the pod settings file,
+    default deploy/gpu-steps.yaml in kubernetes mode (local jobs use none). RECSYS_GPU_IMAGE,
+    RECSYS_GPU_NAMESPACE and RECSYS_ARTIFACTS_CLAIM override the file's image, namespace and
+    the claim of the shared artifact volume.
     """
     mode = os.environ.get(GPU_MODE_ENV, "local")
     if mode not in ("local", "kubernetes"):
         raise ValueError(f"{GPU_MODE_ENV}={mode!r}: expected 'local' or 'kubernetes'")
-    overrides = {
+    path = os.environ.get(GPU_STEPS_ENV) or (DEFAULT_GPU_STEPS if mode == "kubernetes" else None)
+    gpu_steps = load_gpu_steps(Path(path)) if path else GpuStepsFile()
+    kubernetes = gpu_steps.defaults.model_copy(update=_kubernetes_overrides())
+    return GpuJobRunner(mode=mode, artifacts=artifacts, kubernetes=kubernetes, steps=gpu_steps.steps)
+
+
+def _kubernetes_overrides() -> dict[str, str]:
+    """Settings the deployment's environment gives (deploy/helm/values.yaml), over the file's defaults."""
+    return {
         field: os.environ[variable]
         for field, variable in (
             ("image", "RECSYS_GPU_IMAGE"),
@@ -198,4 +310,3 @@ def gpu_job_runner(artifacts: ArtifactStore) -> GpuJobRunner:
         )
         if variable in os.environ
     }
-    return GpuJobRunner(mode=mode, artifacts=artifacts, kubernetes=KubernetesSettings(**overrides))

@@ -2,8 +2,9 @@
 
 - deploy/helm/values.yaml against the official Dagster chart's values schema (a vendored
   subset, tests/schemas/dagster_chart_values.schema.json, source noted inside);
-- every Kubernetes object in it, and every GPU step's pod spec built by resources/gpu_jobs.py
-  from deploy/gpu-steps.yaml, against the Kubernetes API models of the kubernetes client:
+- every Kubernetes object in it, and every GPU step's pod as the runner of the production
+  environment builds it from deploy/gpu-steps.yaml, against the Kubernetes API models of the
+  kubernetes client:
   each object is deserialized into its model and serialized back, so a wrong type raises and
   an unknown or misspelt field shows up as a difference;
 - the files agree with each other and with the code (claims, images, modules, engines).
@@ -26,7 +27,8 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
 from resources import settings
-from resources.gpu_jobs import KubernetesSettings, gpu_pod_meta, gpu_pod_spec
+from resources.artifacts import ArtifactStore
+from resources.gpu_jobs import ARTIFACTS_VOLUME, SHM_VOLUME, GpuJobRunner, gpu_job_runner, gpu_pod_meta
 
 DEPLOY = settings.PROJECT_DIR / "deploy"
 CHART_SCHEMA = Path(__file__).parent / "schemas" / "dagster_chart_values.schema.json"
@@ -50,10 +52,19 @@ def deployment(values) -> dict:
 
 
 @pytest.fixture(scope="module")
-def gpu_steps() -> dict[str, dict]:
-    """Step -> its settings: defaults with the step's entry on top."""
-    config = load_yaml(DEPLOY / "gpu-steps.yaml")
-    return {step: {**config["defaults"], **overrides} for step, overrides in config["steps"].items()}
+def gpu_steps() -> dict:
+    """deploy/gpu-steps.yaml as written: what the runner's pods must carry."""
+    return load_yaml(DEPLOY / "gpu-steps.yaml")
+
+
+@pytest.fixture
+def production_gpu_jobs(monkeypatch, deployment) -> GpuJobRunner:
+    """The runner as the production code location builds it: the user deployment's environment
+    (RECSYS_GPU_MODE=kubernetes, ...) and the default steps file."""
+    monkeypatch.delenv("RECSYS_GPU_STEPS", raising=False)
+    for name, value in deployment["env"].items():
+        monkeypatch.setenv(name, value)
+    return gpu_job_runner(ArtifactStore(root=str(settings.artifacts_dir())))
 
 
 def kubernetes_model(data: Any, model: str) -> Any:
@@ -62,6 +73,15 @@ def kubernetes_model(data: Any, model: str) -> Any:
     parsed = client.deserialize(SimpleNamespace(data=json.dumps(data)), model)
     assert client.sanitize_for_serialization(parsed) == data, f"{model}: unknown or misspelt fields in {data}"
     return parsed
+
+
+def gpu_pod(runner: GpuJobRunner, step: str) -> kubernetes.client.V1Pod:
+    """The pod the runner submits for ``step``, as the kubernetes client's model."""
+    module = GPU_JOB_MODULES[step]
+    spec = runner.pod_spec(module)
+    # PipesK8sClient fills in the image and the command of the one container.
+    spec["containers"][0] |= {"image": runner.pod_settings(module).image, "command": ["python3", "-m", module]}
+    return kubernetes_model({"metadata": gpu_pod_meta(module), "spec": spec}, "V1Pod")
 
 
 def chart_validator() -> jsonschema.Draft7Validator:
@@ -124,6 +144,8 @@ def test_code_location_is_the_one_the_project_declares(deployment):
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert f'"-m", "{module}"' in dockerfile and f'"{deployment["port"]}"' in dockerfile
     assert 'pip install ".[spark]"' in dockerfile and "dbt parse" in dockerfile
+    # Where the GPU job runner looks for the steps file by default (the project folder).
+    assert "COPY deploy/gpu-steps.yaml ./deploy/gpu-steps.yaml" in dockerfile
 
 
 def test_engines_are_configured_with_values_the_code_accepts(deployment):
@@ -149,37 +171,47 @@ def test_helm_and_the_plain_instance_give_run_pods_the_same_environment(deployme
 
 
 @pytest.mark.parametrize("step", sorted(GPU_JOB_MODULES))
-def test_gpu_step_pod_is_a_valid_pod_on_the_gpu_pool(gpu_steps, deployment, step):
-    settings_ = dict(gpu_steps[step])
-    gpu_count = settings_.pop("gpu_count")
-    artifacts = next(m["mountPath"] for m in deployment["volumeMounts"] if m["name"] == "recsys-artifacts")
-    spec = gpu_pod_spec(KubernetesSettings(**settings_), gpu_count, artifacts)
-    # PipesK8sClient fills in the image and the command of the one container.
-    spec["containers"][0] |= {"image": settings_["image"], "command": ["python3", "-m", GPU_JOB_MODULES[step]]}
-    pod = kubernetes_model({"metadata": gpu_pod_meta(GPU_JOB_MODULES[step]), "spec": spec}, "V1Pod")
+def test_gpu_step_pod_is_a_valid_pod_on_the_gpu_pool(production_gpu_jobs, gpu_steps, step):
+    pod = gpu_pod(production_gpu_jobs, step)
 
     (container,) = pod.spec.containers
-    assert container.resources.limits["nvidia.com/gpu"] == str(gpu_count)
     assert any(t.key == "nvidia.com/gpu" and t.effect == "NoSchedule" for t in pod.spec.tolerations)
     assert pod.spec.node_selector == {"nvidia.com/gpu.present": "true"}
     (term,) = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution.node_selector_terms
     products = term.match_expressions[0].values
     assert any("A800" in p for p in products) and any("H100" in p for p in products)
+    # The step's own resources, from the file.
+    expected = gpu_steps["steps"][step]
+    assert container.resources.limits == {"memory": expected["memory"], "nvidia.com/gpu": str(expected["gpu_count"])}
+    assert container.resources.requests == {"cpu": expected["cpu"], "memory": expected["memory"]}
+    shm = next(v for v in pod.spec.volumes if v.name == SHM_VOLUME)
+    assert shm.empty_dir.size_limit == expected["shm_size"]
 
 
-def test_gpu_pods_share_the_orchestrators_artifact_store(gpu_steps, deployment):
+def test_gpu_pods_share_the_orchestrators_artifact_store(production_gpu_jobs, gpu_steps, deployment):
     env = deployment["env"]
     claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in deployment["volumes"]}
     mounts = {m["name"]: m["mountPath"] for m in deployment["volumeMounts"]}
-    for step in gpu_steps.values():
-        assert step["artifacts_claim"] == env["RECSYS_ARTIFACTS_CLAIM"] == claims["recsys-artifacts"]
-        assert step["image"] == env["RECSYS_GPU_IMAGE"] and step["namespace"] == env["RECSYS_GPU_NAMESPACE"]
-    # The claim is mounted where the orchestrator's artifact store lives (RECSYS_HOME/artifacts).
+    # The environment overrides the file's image, namespace and claim; they agree, so the file
+    # alone describes production.
+    defaults = gpu_steps["defaults"]
+    assert defaults["artifacts_claim"] == env["RECSYS_ARTIFACTS_CLAIM"] == claims["recsys-artifacts"]
+    assert defaults["image"] == env["RECSYS_GPU_IMAGE"] and defaults["namespace"] == env["RECSYS_GPU_NAMESPACE"]
+    for step in GPU_JOB_MODULES:
+        pod = gpu_pod(production_gpu_jobs, step)
+        artifacts = next(v for v in pod.spec.volumes if v.name == ARTIFACTS_VOLUME)
+        assert artifacts.persistent_volume_claim.claim_name == claims["recsys-artifacts"]
+        (container,) = pod.spec.containers
+        assert container.image == env["RECSYS_GPU_IMAGE"]
+        # Mounted where the orchestrator has the artifact store (RECSYS_HOME/artifacts).
+        assert {m.name: m.mount_path for m in container.volume_mounts}[ARTIFACTS_VOLUME] == mounts["recsys-artifacts"]
     assert mounts["recsys-artifacts"] == f"{env['RECSYS_HOME']}/artifacts"
 
 
 def test_gpu_counts_follow_the_steps(gpu_steps):
-    assert gpu_steps["generate"]["gpu_count"] == 1  # one GPU per user shard: N shards -> N GPUs
-    assert gpu_steps["train"]["gpu_count"] >= gpu_steps["build_engine"]["gpu_count"] >= 1
-    for step in gpu_steps.values():
+    steps = gpu_steps["steps"]
+    assert set(steps) == set(GPU_JOB_MODULES)  # every GPU job has its pod settings
+    assert steps["train"]["gpu_count"] == 1  # gpu_jobs/train.py trains on one GPU (no data parallelism)
+    assert steps["generate"]["gpu_count"] == 1  # one GPU per user shard: N shards -> N GPUs
+    for step in steps.values():
         assert re.fullmatch(r"\d+Gi", step["memory"]) and re.fullmatch(r"\d+Gi", step["shm_size"])

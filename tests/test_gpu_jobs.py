@@ -1,4 +1,4 @@
-"""The GPU job runner: mode from configuration, and the pod that production mode submits.
+"""The GPU job runner: mode and steps file from configuration, and the pod that production mode submits.
 
 No cluster here: a local HTTP server stands in for the Kubernetes API server. The asset runs in
 kubernetes mode through the real code path (GpuJobRunner -> PipesK8sClient -> kubernetes
@@ -16,7 +16,7 @@ import pytest
 
 from recsys_assets.model.assets import ID_TOKENIZER, PROMPT_DATASET, fine_tuned_model
 from resources.artifacts import ArtifactStore
-from resources.gpu_jobs import GpuJobRunner, KubernetesSettings, Toleration, gpu_job_runner, gpu_pod_spec
+from resources.gpu_jobs import GpuJobRunner, KubernetesSettings, StepSettings, Toleration, gpu_job_runner
 
 # ---------------------------------------------------------------- schema
 
@@ -93,13 +93,22 @@ SETTINGS = KubernetesSettings(
     shm_size="32Gi",
     artifacts_claim="shared-artifacts",
 )
+STEPS = {"train": StepSettings(gpu_count=4, cpu="16", memory="128Gi")}
+
+
+def kubernetes_runner(store: ArtifactStore, settings: KubernetesSettings = SETTINGS) -> GpuJobRunner:
+    return GpuJobRunner(mode="kubernetes", artifacts=store, kubernetes=settings, steps=STEPS)
 
 
 def test_pod_spec_asks_for_gpus_on_the_gpu_pool():
-    spec = gpu_pod_spec(SETTINGS, gpu_count=4, artifacts_path="/mnt/artifacts")
+    spec = kubernetes_runner(ArtifactStore(root="/mnt/artifacts")).pod_spec("gpu_jobs.train")
     validate(spec, kubernetes.client.V1PodSpec, "spec")
     (container,) = spec["containers"]
-    assert container["resources"]["limits"] == {"memory": "96Gi", "nvidia.com/gpu": "4"}
+    # The train step's entry on top of the defaults.
+    assert container["resources"] == {
+        "requests": {"cpu": "16", "memory": "128Gi"},
+        "limits": {"memory": "128Gi", "nvidia.com/gpu": "4"},
+    }
     assert spec["nodeSelector"] == {"pool": "gpu"}
     assert spec["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
@@ -112,6 +121,19 @@ def test_pod_spec_asks_for_gpus_on_the_gpu_pool():
     assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Gi"} and mounts["dshm"] == "/dev/shm"
     assert volumes["artifacts"]["persistentVolumeClaim"]["claimName"] == "shared-artifacts"
     assert mounts["artifacts"] == "/mnt/artifacts"
+
+
+@pytest.mark.parametrize(
+    ("module", "requested", "gpus", "memory"),
+    [
+        ("gpu_jobs.train", 2, "2", "128Gi"),  # the asset's count wins over the step's
+        ("gpu_jobs.train", None, "4", "128Gi"),  # the step's
+        ("gpu_jobs.generate", None, "1", "96Gi"),  # no entry: the defaults and one GPU
+    ],
+)
+def test_gpu_count_from_the_asset_then_the_step_then_one(module, requested, gpus, memory):
+    (container,) = kubernetes_runner(ArtifactStore(root="/mnt/artifacts")).pod_spec(module, requested)["containers"]
+    assert container["resources"]["limits"] == {"memory": memory, "nvidia.com/gpu": gpus}
 
 
 # ---------------------------------------------------------------- the real submission path
@@ -159,19 +181,22 @@ def api_server(tmp_path):
     server.shutdown()
 
 
-def test_production_mode_submits_a_valid_gpu_pod(api_server, tmp_path):
+@pytest.mark.parametrize(
+    ("asset_config", "gpus"),
+    [({"gpu_count": 2}, "2"), ({}, "4")],  # FineTuneConfig.gpu_count 0: the train step's count
+)
+def test_production_mode_submits_a_valid_gpu_pod(api_server, tmp_path, asset_config, gpus):
     store = ArtifactStore(root=str(tmp_path / "artifacts"))
     instance = dg.DagsterInstance.ephemeral()
     for key, folder in ((PROMPT_DATASET, "datasets/d1"), (ID_TOKENIZER, "tokenizers/t1")):
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, metadata={"path": str(store.base / folder)}))
-    settings = SETTINGS.model_copy(update={"kubeconfig_file": api_server})
-    runner = GpuJobRunner(mode="kubernetes", artifacts=store, kubernetes=settings)
+    runner = kubernetes_runner(store, SETTINGS.model_copy(update={"kubeconfig_file": api_server}))
 
     result = dg.materialize(
         [fine_tuned_model],
         instance=instance,
         resources={"gpu_jobs": runner, "artifacts": store},
-        run_config={"ops": {"model__fine_tuned_model": {"config": {"gpu_count": 2}}}},
+        run_config={"ops": {"model__fine_tuned_model": {"config": asset_config}}},
         raise_on_error=False,
     )
 
@@ -185,7 +210,7 @@ def test_production_mode_submits_a_valid_gpu_pod(api_server, tmp_path):
     assert container["command"][container["command"].index("--dataset") + 1] == "datasets/d1"
     # Kubernetes mode trains the Llama-architecture production base by default.
     assert container["command"][container["command"].index("--base-model") + 1] == "HuggingFaceTB/SmolLM2-135M"
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert container["resources"]["limits"] == {"memory": "128Gi", "nvidia.com/gpu": gpus}
     assert pod["spec"]["nodeSelector"] == {"pool": "gpu"} and len(pod["spec"]["tolerations"]) == 2
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["RECSYS_ARTIFACTS_ROOT"] == str(store.base)  # the shared volume, at the orchestrator's path
@@ -196,14 +221,59 @@ def test_production_mode_submits_a_valid_gpu_pod(api_server, tmp_path):
 # ---------------------------------------------------------------- configuration
 
 
-def test_mode_and_pod_settings_come_from_the_environment(monkeypatch, tmp_path):
+GPU_ENV = ("RECSYS_GPU_MODE", "RECSYS_GPU_STEPS", "RECSYS_GPU_IMAGE", "RECSYS_GPU_NAMESPACE", "RECSYS_ARTIFACTS_CLAIM")
+
+
+@pytest.fixture
+def gpu_env(monkeypatch):
+    for variable in GPU_ENV:
+        monkeypatch.delenv(variable, raising=False)
+    return monkeypatch
+
+
+def test_mode_and_pod_settings_come_from_the_environment(gpu_env, tmp_path):
     store = ArtifactStore(root=str(tmp_path))
-    monkeypatch.delenv("RECSYS_GPU_MODE", raising=False)
-    assert gpu_job_runner(store).mode == "local"
-    monkeypatch.setenv("RECSYS_GPU_MODE", "kubernetes")
-    monkeypatch.setenv("RECSYS_GPU_IMAGE", "registry.example.com/recsys-gpu:2.0")
+    local = gpu_job_runner(store)
+    assert local.mode == "local" and local.steps == {}  # local jobs read no steps file
+    gpu_env.setenv("RECSYS_GPU_MODE", "kubernetes")
+    assert set(gpu_job_runner(store).steps) == {"train", "build_engine", "generate"}  # deploy/gpu-steps.yaml
+    steps_file = tmp_path / "gpu-steps.yaml"
+    steps_file.write_text("defaults: {image: file-image:1, namespace: from-file}\nsteps:\n  generate: {memory: 32Gi}\n")
+    gpu_env.setenv("RECSYS_GPU_STEPS", str(steps_file))
+    gpu_env.setenv("RECSYS_GPU_IMAGE", "registry.example.com/recsys-gpu:2.0")
     runner = gpu_job_runner(store)
-    assert runner.mode == "kubernetes" and runner.kubernetes.image == "registry.example.com/recsys-gpu:2.0"
-    monkeypatch.setenv("RECSYS_GPU_MODE", "slurm")
+    pod = runner.pod_settings("gpu_jobs.generate")
+    assert pod.image == "registry.example.com/recsys-gpu:2.0"  # the environment over the file
+    assert pod.namespace == "from-file" and pod.memory == "32Gi"
+    gpu_env.setenv("RECSYS_GPU_MODE", "slurm")
     with pytest.raises(ValueError, match="RECSYS_GPU_MODE"):
         gpu_job_runner(store)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("steps:\n  trian: {gpu_count: 1}\n", "steps.trian: unknown step"),
+        ("steps:\n  train: {memroy: 64Gi}\n", "steps.train.memroy: unknown field"),
+        ("defaults:\n  tolerations: [{key: nvidia.com/gpu, efect: NoSchedule}]\n", "defaults.tolerations.0.efect: unknown field"),
+        ("steps:\n  generate: {gpu_count: 0}\n", "steps.generate.gpu_count: Input should be greater than or equal to 1"),
+        ("steps: [train\n", "not valid YAML"),
+    ],
+)
+def test_a_malformed_steps_file_says_where_and_what_to_fix(gpu_env, tmp_path, content, problem):
+    steps_file = tmp_path / "gpu-steps.yaml"
+    steps_file.write_text(content)
+    gpu_env.setenv("RECSYS_GPU_MODE", "kubernetes")
+    gpu_env.setenv("RECSYS_GPU_STEPS", str(steps_file))
+    with pytest.raises(ValueError) as error:
+        gpu_job_runner(ArtifactStore(root=str(tmp_path)))
+    message = str(error.value)
+    assert f"GPU steps file {steps_file} is malformed" in message and problem in message
+    assert "point RECSYS_GPU_STEPS at another file" in message and "steps: train, build_engine, generate" in message
+
+
+def test_a_missing_steps_file_says_what_to_do(gpu_env, tmp_path):
+    gpu_env.setenv("RECSYS_GPU_MODE", "kubernetes")
+    gpu_env.setenv("RECSYS_GPU_STEPS", str(tmp_path / "absent.yaml"))
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'absent.yaml'} does not exist.*set RECSYS_GPU_STEPS"):
+        gpu_job_runner(ArtifactStore(root=str(tmp_path)))

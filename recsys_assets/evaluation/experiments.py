@@ -108,7 +108,7 @@ class Experiment:
     stats: TrainingStats
 
     def run_job(self, module: str, args: list[str]) -> dict:
-        invocation = self.gpu_jobs.run(self.context, module=module, args=args, gpu_count=self.config.training.gpu_count)
+        invocation = self.gpu_jobs.run(self.context, module=module, args=args, gpu_count=self.config.training.gpu_count or None)
         return {name: value.value for name, value in invocation.get_materialize_result().metadata.items()}
 
 

@@ -53,8 +53,8 @@ class FineTuneConfig(dg.Config):
     precision: str = _DEFAULT.precision
     """auto (bf16 on GPUs that have it, fp16 on other GPUs, fp32 on CPU), fp32, bf16 or fp16."""
     seed: int = _DEFAULT.seed
-    gpu_count: int = 1
-    """GPUs for the pod in Kubernetes mode."""
+    gpu_count: int = 0
+    """GPUs for the training pod in Kubernetes mode; 0: the train step's gpu_count in deploy/gpu-steps.yaml."""
     dataset_path: str = ""
     """Train on this prompt dataset folder instead of the latest llm_data/prompt_dataset."""
     tokenizer_path: str = ""
@@ -102,7 +102,7 @@ def fine_tuned_model(
     tokenizer = job_path(config.tokenizer_path, ID_TOKENIZER, context, artifacts)
     training = config.training(gpu_jobs.mode)
     args = ["--dataset", dataset, "--tokenizer", tokenizer, *training.to_args()]
-    reported = gpu_jobs.run(context, module="gpu_jobs.train", args=args, gpu_count=config.gpu_count).get_materialize_result()
+    reported = gpu_jobs.run(context, module="gpu_jobs.train", args=args, gpu_count=config.gpu_count or None).get_materialize_result()
     start, end = reported.metadata["val_loss_start"].value, reported.metadata["val_loss_end"].value
     # Blocking: a run that did not learn (diverged, wrong data) must not reach the engine build
     # and generation downstream.
