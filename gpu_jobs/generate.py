@@ -66,6 +66,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, default=defaults.top_k)
     parser.add_argument("--temperature", type=float, default=defaults.temperature)
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="maximum tokens per chain")
+    parser.add_argument(
+        "--min-new-tokens", type=int, default=defaults.min_new_tokens, help="tokens per chain before the end token is allowed (longer lists)"
+    )
     parser.add_argument("--seed", type=int, help="fixes the sampling (reproducible runs)")
     parser.add_argument("--max-items", type=int, help="keep the top N merged items per user (default: all)")
     parser.add_argument("--batch-size", type=int, default=32, help="users per forward batch")
@@ -81,6 +84,7 @@ def sampling_from(args: argparse.Namespace) -> SamplingConfig:
         top_k=args.top_k,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
+        min_new_tokens=args.min_new_tokens,
         seed=args.seed,
     )
 

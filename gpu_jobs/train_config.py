@@ -33,13 +33,13 @@ class TrainingConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_target_modules: tuple[str, ...] = LLAMA_LINEAR_MODULES  # or ("all-linear",)
-    epochs: int = 3
+    epochs: int = 2
     max_steps: int = 0  # stop after this many optimizer steps; 0 lets epochs decide
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     warmup_ratio: float = 0.05
-    batch_size: int = 16
+    batch_size: int = 32
     max_length: int = 310
-    eval_every: int = 50  # steps between validation passes (also run before the first and after the last step)
+    eval_every: int = 100  # steps between validation passes (also run before the first and after the last step)
     val_examples: int = 512  # validation examples scored per pass (the first N of val.parquet)
     precision: str = "auto"  # auto: bf16 on GPUs that have it, fp16 on other GPUs, fp32 on CPU
     seed: int = 0

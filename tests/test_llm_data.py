@@ -146,9 +146,9 @@ def prompt_examples(featured_platform):
     from recsys_assets.llm_data.assets import llm_data_assets
 
     instance = dg.DagsterInstance.ephemeral()
-    # Targets of 8 items (quota 2 per source of the similar_items preset), so that many users
-    # of the small marketplace have enough candidates in every source.
-    run_config = {"ops": {"llm_data__prompt_dataset": {"config": {"target_items": 8}}}}
+    # The reference's similar_items mix with targets of 8 items (quota 2 per source), so that
+    # many users of the small marketplace have enough candidates in every source.
+    run_config = {"ops": {"llm_data__prompt_dataset": {"config": {"target_items": 8, "target_strategy": "similar_items"}}}}
     result = dg.materialize(
         [*candidate_assets, *llm_data_assets], resources=featured_platform.resources(), instance=instance, run_config=run_config
     )

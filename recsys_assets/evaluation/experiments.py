@@ -1,8 +1,9 @@
 """The experiments job: the reference's two studies, reproduced on this marketplace.
 
 1. Target strategy: one model per preset of ``recsys_assets.llm_data.targets.PRESETS`` (own,
-   similar users, similar items, clusters, combined), each generating the test split with
-   the production chain count. The reference found similar items best, +17.5% over combined.
+   similar users, similar items, clusters, combined, and this platform's next purchases), each
+   generating the test split with the production chain count. The reference found similar
+   items best, +17.5% over combined.
 2. Chains: the ``chains_strategy`` model generating with 1, 4, 10 and 20 chains per user. The
    reference found 10-20 chains about +190% hit rate over one.
 
@@ -26,9 +27,10 @@ from recsys_assets.evaluation.assets import OWNERS, load_ground_truth
 from recsys_assets.evaluation.metrics import TrainingStats, evaluate
 from recsys_assets.evaluation.tables import EXPERIMENTS, append_results
 from recsys_assets.llm_data.assets import CANDIDATE_DEPS, FEATURE_DEPS, TOKENIZER_KEY, PromptDatasetConfig, load_market_data
-from recsys_assets.llm_data.dataset import MarketData, build_dataset
+from recsys_assets.llm_data.dataset import MarketData, build_dataset, reserved_target_tokens
 from recsys_assets.llm_data.targets import PRESETS
 from recsys_assets.model.assets import FineTuneConfig, job_path
+from recsys_assets.serving.assets import TestGenerationConfig
 from resources.artifacts import ArtifactStore, latest_artifact
 from resources.gpu_jobs import GpuJobRunner
 from resources.splits import EvaluationSplit, SplitDates
@@ -44,22 +46,19 @@ class ExperimentsConfig(dg.Config):
     """Target strategy presets of study 1."""
     chains: int = 4
     """Chains per user in study 1 (the production setting)."""
-    chains_strategy: str = "similar_items"
-    """The strategy whose model study 2 generates with every chain count."""
+    chains_strategy: str = "next_purchases"
+    """The strategy whose model study 2 generates with every chain count (the production default)."""
     chain_counts: list[int] = [1, 4, 10, 20]
     """Chain counts of study 2."""
     ks: list[int] = [10, 200]
     """Cut-offs K of the reported metrics."""
     top_popular: int = 100
     """N of "the N most popular training items" (top bias), as in recommendation_metrics."""
-    include_bought: bool = True
-    """Keep items the user already bought (about 30% of held-out purchases are repeats), as the baselines do."""
-    max_items: int = 200
-    """Longest list kept per user."""
     backend: str = "ctranslate2"
     """Inference backend for the engine build and generation."""
-    seed: int = 0
-    """Sampling seed: the variants differ by their setting, not by their luck."""
+    generation: TestGenerationConfig = TestGenerationConfig()
+    """Sampling as llm_test_recommendations samples (bought items kept, as the baselines keep them); the
+    chain count is the study's. The fixed seed makes variants differ by their setting, not by their luck."""
     dataset: PromptDatasetConfig = PromptDatasetConfig()
     """Prompt dataset settings; target_strategy / target_shares are set per variant."""
     training: FineTuneConfig = FineTuneConfig()
@@ -141,9 +140,8 @@ def generate_and_score(experiment: Experiment, dataset: Path, engine: Path, chai
     config, paths = experiment.config, experiment.paths
     output = experiment.folder / "recommendations" / f"{dataset.name}-{chains}-chains.parquet"
     args = ["--engine-dir", paths.job(engine), "--prompts", paths.job(dataset / "test.parquet"), "--output", paths.job(output)]
-    args += ["--catalog", paths.job(experiment.folder / "catalog.parquet"), "--chains", str(chains)]
-    args += ["--seed", str(config.seed), "--max-items", str(config.max_items)]
-    args += ["--include-bought"] if config.include_bought else ["--bought", paths.job(experiment.folder / "bought.parquet")]
+    args += ["--catalog", paths.job(experiment.folder / "catalog.parquet"), "--bought", paths.job(experiment.folder / "bought.parquet")]
+    args += config.generation.job_args(reserved_target_tokens(pd.read_parquet(paths.local(dataset / "train.parquet"))), chains)
     generated = experiment.run_job("gpu_jobs.generate", args)
     recommendations = pd.read_parquet(paths.local(output), columns=["user_id", "rank", "item_id"])
     scores = evaluate(recommendations, experiment.held_out, experiment.stats, config.ks)

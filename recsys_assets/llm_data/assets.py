@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix
-from recsys_assets.llm_data.dataset import SPLITS, DatasetSpec, MarketData, build_dataset, realized_shares
+from recsys_assets.llm_data.dataset import SPLITS, DatasetSpec, MarketData, build_dataset, realized_shares, reserved_target_tokens
 from recsys_assets.llm_data.history import histories_before
 from recsys_assets.llm_data.prompts import build_prompt
 from recsys_assets.llm_data.targets import ranked_lists, resolve_shares
@@ -48,8 +48,9 @@ class IdTokenizerConfig(dg.Config):
 
 
 class PromptDatasetConfig(dg.Config):
-    target_strategy: str = "similar_items"
-    """Target mix preset: own, similar_users, similar_items, clusters or combined."""
+    target_strategy: str = "next_purchases"
+    """Target mix preset: next_purchases (default: what the prompt asks and the metrics score), or the reference
+    system's own, similar_users, similar_items, clusters, combined, or next_purchases_similar_items."""
     target_shares: dict[str, float] = {}
     """Explicit shares per source (overrides the preset), e.g. {"own_cart": 0.5, "interest_clusters": 0.5}."""
     target_items: int = 20
@@ -60,8 +61,9 @@ class PromptDatasetConfig(dg.Config):
     """Prompt + target must fit this many tokens of the id tokenizer."""
     intent_days: int = 182
     """How long a wishlist/cart addition counts as open intent."""
-    train_windows: int = 1
-    """Training cut-offs: the training cut-off and the windows before it, each one example per user."""
+    train_windows: int = 6
+    """Training cut-offs: the training cut-off and the windows before it, one example per user and window
+    (about 10 weeks of next purchases to learn from at the default 14-day windows)."""
     window_days: int = 14
     """Days between training cut-offs, and the next_purchases window (as long as the val/test periods)."""
 
@@ -230,7 +232,7 @@ def prompt_dataset(
         "tokenizer_path": str(tokenizer_path),
         "split_dates": {k: str(v) for k, v in dates.__dict__.items()},
         "rows": {split: int((examples["split"] == split).sum()) for split in SPLITS},
-        "serve_target_tokens": int(examples.loc[examples["split"] == "train", "target_tokens"].quantile(0.9)),
+        "serve_target_tokens": reserved_target_tokens(examples),
     }
     (folder / "dataset.json").write_text(json.dumps(manifest, indent=2))
     return dg.MaterializeResult(

@@ -170,10 +170,14 @@ _COLUMNS = [
 def build_dataset(data: MarketData, spec: DatasetSpec, dates: SplitDates, count_tokens: Callable[[str], int]) -> pd.DataFrame:
     builder = Builder(data, spec, dates, count_tokens)
     frames = {split: builder.examples(split) for split in ("train", "val", "test")}
-    # Serving prompts leave room for a target as long as 90% of the training targets.
-    reserve = int(np.ceil(np.quantile(frames["train"]["target_tokens"], 0.9))) if len(frames["train"]) else 0
-    frames["serve"] = builder.examples("serve", target_reserve=reserve)
+    frames["serve"] = builder.examples("serve", target_reserve=reserved_target_tokens(frames["train"]))
     return pd.concat(frames.values(), ignore_index=True)
+
+
+def reserved_target_tokens(examples: pd.DataFrame) -> int:
+    """Room a serving prompt leaves for its answer: as long as 90% of the training targets."""
+    train = examples[examples["split"] == "train"]
+    return int(np.ceil(np.quantile(train["target_tokens"], 0.9))) if len(train) else 0
 
 
 def realized_shares(examples: pd.DataFrame) -> dict[str, float]:
