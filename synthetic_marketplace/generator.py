@@ -113,10 +113,24 @@ def generate(spec: MarketplaceSpec) -> Marketplace:
     )
 
 
+def _fill_empty_categories(rng: np.random.Generator, category_index: np.ndarray, categories: int) -> np.ndarray:
+    """Move one item into every category the draw left empty (small catalogs): personas may
+    favour any category, and their purchases need items there. Large catalogs are unchanged."""
+    if len(category_index) < categories:
+        raise ValueError(f"A marketplace of {len(category_index)} items cannot fill {categories} categories: use --items {categories} or more.")
+    empty = np.setdiff1d(np.arange(categories), category_index)
+    counts = np.bincount(category_index, minlength=categories)
+    for category in empty:
+        donor = rng.choice(np.flatnonzero(counts[category_index] > 1))  # an item whose category keeps others
+        counts[category_index[donor]] -= 1
+        category_index[donor], counts[category] = category, 1
+    return category_index
+
+
 def _items(rng: np.random.Generator, spec: MarketplaceSpec):
     n = spec.items
     category_ids = opaque_ids(rng, spec.categories) % 100_000  # short opaque category codes
-    category_index = rng.integers(0, spec.categories, size=n)
+    category_index = _fill_empty_categories(rng, rng.integers(0, spec.categories, size=n), spec.categories)
     price_level = rng.integers(0, spec.price_levels, size=n)
     category_base = rng.uniform(5, 80, size=spec.categories)
     price = np.round(category_base[category_index] * (2.0 ** price_level) * rng.lognormal(0, 0.15, n), 2)

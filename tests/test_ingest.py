@@ -157,3 +157,19 @@ def test_missing_landing_data_says_what_to_do(tmp_path, restore_env):
     (tmp_path / "landing").mkdir()
     with pytest.raises(LandingDataError, match="RECSYS_LANDING_DIR"):
         materialize(tmp_path, tmp_path / "landing", ["raw/users"])
+
+
+# --- the synthetic marketplace's own input checks ------------------------------------------
+
+
+def test_a_small_catalog_still_has_items_in_every_category():
+    from datetime import date
+
+    from synthetic_marketplace.generator import MarketplaceSpec, generate
+
+    spec = MarketplaceSpec(users=50, items=30, days=10, end_date=date(2026, 6, 30), seed=3)
+    market = generate(spec)
+    assert market.items["category_id"].nunique() == spec.categories
+    assert len(market.purchases) > 0
+    with pytest.raises(ValueError, match="use --items 24 or more"):
+        generate(MarketplaceSpec(users=50, items=10, days=10, end_date=date(2026, 6, 30)))
