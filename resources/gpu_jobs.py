@@ -214,6 +214,21 @@ class GpuJobRunner(dg.ConfigurableResource):
             return self.kubernetes.artifacts_mount_path
         return str(self.artifacts.base)
 
+    def job_path(self, path: Path | str) -> str:
+        """A path in the orchestrator's artifact store as the job sees it (a pod may mount the
+        store elsewhere); a path outside the store is passed as it is."""
+        path = Path(path)
+        if not path.is_relative_to(self.artifacts.base):
+            return str(path)
+        return str(Path(self.artifacts_path) / path.relative_to(self.artifacts.base))
+
+    def local_path(self, job_path: Path | str) -> Path:
+        """A path a job reported, as the orchestrator sees it (the inverse of ``job_path``)."""
+        job_path = Path(job_path)
+        if not job_path.is_relative_to(self.artifacts_path):
+            return job_path
+        return self.artifacts.base / job_path.relative_to(self.artifacts_path)
+
     def gpu_count_for(self, module: str, requested: int | None = None) -> int:
         """An explicit request wins over the step's gpu_count; with neither, one GPU."""
         if requested is not None:

@@ -190,7 +190,8 @@ def test_production_mode_submits_a_valid_gpu_pod(api_server, tmp_path, asset_con
     instance = dg.DagsterInstance.ephemeral()
     for key, folder in ((PROMPT_DATASET, "datasets/d1"), (ID_TOKENIZER, "tokenizers/t1")):
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, metadata={"path": str(store.base / folder)}))
-    runner = kubernetes_runner(store, SETTINGS.model_copy(update={"kubeconfig_file": api_server}))
+    # The pod mounts the store elsewhere than the orchestrator: every path is translated.
+    runner = kubernetes_runner(store, SETTINGS.model_copy(update={"kubeconfig_file": api_server, "artifacts_mount_path": "/mnt/store"}))
 
     result = dg.materialize(
         [fine_tuned_model],
@@ -207,15 +208,28 @@ def test_production_mode_submits_a_valid_gpu_pod(api_server, tmp_path, asset_con
     (container,) = pod["spec"]["containers"]
     assert container["image"] == "registry.example.com/recsys-gpu:1.2"
     assert container["command"][:3] == ["python3", "-m", "gpu_jobs.train"]
-    assert container["command"][container["command"].index("--dataset") + 1] == "datasets/d1"
+    assert container["command"][container["command"].index("--dataset") + 1] == "/mnt/store/datasets/d1"
+    assert container["command"][container["command"].index("--tokenizer") + 1] == "/mnt/store/tokenizers/t1"
     # Kubernetes mode trains the Llama-architecture production base by default.
     assert container["command"][container["command"].index("--base-model") + 1] == "HuggingFaceTB/SmolLM2-135M"
     assert container["resources"]["limits"] == {"memory": "128Gi", "nvidia.com/gpu": gpus}
     assert pod["spec"]["nodeSelector"] == {"pool": "gpu"} and len(pod["spec"]["tolerations"]) == 2
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["RECSYS_ARTIFACTS_ROOT"] == str(store.base)  # the shared volume, at the orchestrator's path
+    assert env["RECSYS_ARTIFACTS_ROOT"] == "/mnt/store"
+    assert {"name": "artifacts", "mountPath": "/mnt/store"} in container["volumeMounts"]
     assert "DAGSTER_PIPES_CONTEXT" in env and "DAGSTER_PIPES_MESSAGES" in env
     assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_store_paths_translate_between_the_orchestrator_and_a_pod(tmp_path):
+    store = ArtifactStore(root=str(tmp_path / "artifacts"))
+    runner = kubernetes_runner(store, SETTINGS.model_copy(update={"artifacts_mount_path": "/mnt/store"}))
+    model = store.base / "models" / "ft-1"
+    assert runner.job_path(model) == "/mnt/store/models/ft-1"
+    assert runner.local_path("/mnt/store/models/ft-1") == model
+    assert runner.job_path("/elsewhere/base-model") == "/elsewhere/base-model"  # outside the store: as given
+    same_mount = kubernetes_runner(store, SETTINGS)
+    assert same_mount.job_path(model) == str(model) and same_mount.local_path(str(model)) == model
 
 
 # ---------------------------------------------------------------- configuration

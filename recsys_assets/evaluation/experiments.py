@@ -29,7 +29,7 @@ from recsys_assets.evaluation.tables import EXPERIMENTS, append_results
 from recsys_assets.llm_data.assets import CANDIDATE_DEPS, FEATURE_DEPS, TOKENIZER_KEY, PromptDatasetConfig, load_market_data
 from recsys_assets.llm_data.dataset import MarketData, build_dataset, reserved_target_tokens
 from recsys_assets.llm_data.targets import PRESETS
-from recsys_assets.model.assets import FineTuneConfig, job_path
+from recsys_assets.model.assets import FineTuneConfig
 from recsys_assets.serving.assets import TestGenerationConfig
 from resources.artifacts import ArtifactStore, latest_artifact
 from resources.gpu_jobs import GpuJobRunner
@@ -73,22 +73,21 @@ class ExperimentsConfig(dg.Config):
 
 @dataclass(frozen=True)
 class StorePaths:
-    """One artifact-store path as the orchestrator and as a GPU job see it (a pod may mount
-    the store elsewhere)."""
+    """Paths relative to the artifact store, as the orchestrator and as a GPU job see them."""
 
-    here: Path
-    there: Path
+    base: Path
+    gpu_jobs: GpuJobRunner
 
     def local(self, relative: Path) -> Path:
-        path = self.here / relative
+        path = self.base / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
     def job(self, relative: Path) -> str:
-        return str(self.there / relative)
+        return self.gpu_jobs.job_path(self.base / relative)
 
     def relative(self, job_path: str) -> Path:
-        return Path(job_path).relative_to(self.there)
+        return self.gpu_jobs.local_path(job_path).relative_to(self.base)
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ class Experiment:
     gpu_jobs: GpuJobRunner
     paths: StorePaths
     folder: Path  # experiments/<run id>, relative to the store
-    tokenizer: str  # as the training job resolves it (relative to the store when inside it)
+    tokenizer: str  # as the GPU job sees it
     market: MarketData
     dates: SplitDates
     held_out: pd.DataFrame
@@ -195,7 +194,7 @@ def experiment_studies(
     from transformers import PreTrainedTokenizerFast
 
     started = time.perf_counter()
-    paths = StorePaths(artifacts.base, Path(gpu_jobs.artifacts_path))
+    paths = StorePaths(artifacts.base, gpu_jobs)
     tokenizer_dir = latest_artifact(context.instance, TOKENIZER_KEY)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
     folder = Path("experiments") / context.run_id
@@ -207,7 +206,7 @@ def experiment_studies(
         bought = conn.execute("SELECT DISTINCT user_id, item_id FROM staging.fct_purchases WHERE ts < ?", [dates.test_start]).df()
     bought.to_parquet(paths.local(folder / "bought.parquet"))
     experiment = Experiment(
-        context, config, gpu_jobs, paths, folder, job_path(str(tokenizer_dir), TOKENIZER_KEY, context, artifacts),
+        context, config, gpu_jobs, paths, folder, gpu_jobs.job_path(tokenizer_dir),
         market, dates, held_out, stats,
     )
 

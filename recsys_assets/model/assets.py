@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from gpu_jobs.train_config import TINY_LLAMA, TRAINING_CODE_VERSION, TrainingConfig
-from resources.artifacts import ArtifactStore, latest_artifact
+from resources.artifacts import latest_artifact
 from resources.gpu_jobs import GpuJobRunner
 
 PROMPT_DATASET = dg.AssetKey(["llm_data", "prompt_dataset"])
@@ -73,11 +73,9 @@ def default_base_model(gpu_mode: str) -> str:
     return PRODUCTION_BASE_MODEL if gpu_mode == "kubernetes" else TINY_LLAMA
 
 
-def job_path(explicit: str, upstream: dg.AssetKey, context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> str:
-    """An input folder for the job: relative to the artifact store when it lies inside it, so
-    the job resolves it against its own mount of the store (the same files in a GPU pod)."""
-    path = Path(explicit) if explicit else latest_artifact(context.instance, upstream)
-    return str(path.relative_to(artifacts.base)) if path.is_relative_to(artifacts.base) else str(path)
+def input_folder(explicit: str, upstream: dg.AssetKey, context: dg.AssetExecutionContext) -> Path:
+    """The folder a job reads: the one named in the config, else the upstream's latest."""
+    return Path(explicit) if explicit else latest_artifact(context.instance, upstream)
 
 
 @dg.asset(
@@ -95,11 +93,9 @@ def job_path(explicit: str, upstream: dg.AssetKey, context: dg.AssetExecutionCon
         "metrics.json and loss_curve.png. The model version derives from the data versions and the settings."
     ),
 )
-def fine_tuned_model(
-    context: dg.AssetExecutionContext, config: FineTuneConfig, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore
-) -> dg.MaterializeResult:
-    dataset = job_path(config.dataset_path, PROMPT_DATASET, context, artifacts)
-    tokenizer = job_path(config.tokenizer_path, ID_TOKENIZER, context, artifacts)
+def fine_tuned_model(context: dg.AssetExecutionContext, config: FineTuneConfig, gpu_jobs: GpuJobRunner) -> dg.MaterializeResult:
+    dataset = gpu_jobs.job_path(input_folder(config.dataset_path, PROMPT_DATASET, context))
+    tokenizer = gpu_jobs.job_path(input_folder(config.tokenizer_path, ID_TOKENIZER, context))
     training = config.training(gpu_jobs.mode)
     args = ["--dataset", dataset, "--tokenizer", tokenizer, *training.to_args()]
     reported = gpu_jobs.run(context, module="gpu_jobs.train", args=args, gpu_count=config.gpu_count or None).get_materialize_result()
@@ -111,7 +107,9 @@ def fine_tuned_model(
         passed=bool(end < start),
         metadata={"val_loss_start": start, "val_loss_end": end},
     )
-    return dg.MaterializeResult(metadata=reported.metadata, data_version=reported.data_version, check_results=[check])
+    # The job reports the model folder under its own mount of the store; downstream reads ours.
+    local = dg.MetadataValue.path(str(gpu_jobs.local_path(reported.metadata["path"].value)))
+    return dg.MaterializeResult(metadata={**reported.metadata, "path": local}, data_version=reported.data_version, check_results=[check])
 
 
 model_assets = [fine_tuned_model]

@@ -24,6 +24,13 @@ FINE_TUNED_MODEL = dg.AssetKey(["model", "fine_tuned_model"])
 INFERENCE_ENGINE = dg.AssetKey(["model", "inference_engine"])
 PROMPT_DATASET = dg.AssetKey(["llm_data", "prompt_dataset"])
 USER_RECOMMENDATIONS = "marts.user_recommendations"
+# What a generation job reads and writes, in its folder of the artifact store.
+GENERATION_FILES = {
+    "--prompts": "prompts.parquet",
+    "--catalog": "catalog.parquet",
+    "--bought": "bought.parquet",
+    "--output": "recommendations.parquet",
+}
 # The backend each GPU mode serves with when the config names none (DESIGN.md section 6).
 DEFAULT_BACKEND = {"local": "ctranslate2", "kubernetes": "tensorrt-llm"}
 
@@ -96,7 +103,7 @@ def inference_engine(
     model = _latest_metadata(context.instance, FINE_TUNED_MODEL)
     backend = config.backend or DEFAULT_BACKEND[gpu_jobs.mode]
     out_dir = artifacts.folder("engines", f"{model['model_version']}-{backend}-{config.precision or 'default'}")
-    args = ["--model-dir", str(Path(model["path"]) / "merged"), "--backend", backend, "--out-dir", str(out_dir)]
+    args = ["--model-dir", gpu_jobs.job_path(Path(model["path"]) / "merged"), "--backend", backend, "--out-dir", gpu_jobs.job_path(out_dir)]
     if config.precision:
         args += ["--precision", config.precision]
     reported = gpu_jobs.run(context, module="gpu_jobs.build_engine", args=args).get_materialize_result()
@@ -120,15 +127,12 @@ def generate_for(
     inputs = {"prompts": prompts[["user_id", "prompt"]], "bought": bought[["user_id", "item_id"]], "catalog": catalog[["item_id"]]}
     for name, frame in inputs.items():
         frame.to_parquet(folder / f"{name}.parquet", index=False)
-    output = folder / "recommendations.parquet"
-    args = [
-        "--engine-dir", engine["path"], "--prompts", str(folder / "prompts.parquet"),
-        "--catalog", str(folder / "catalog.parquet"), "--bought", str(folder / "bought.parquet"),
-        "--output", str(output), *config.job_args(dataset["serve_target_tokens"]),
-    ]  # fmt: skip
+    files = {flag: gpu_jobs.job_path(folder / name) for flag, name in GENERATION_FILES.items()}
+    args = ["--engine-dir", gpu_jobs.job_path(engine["path"]), *(a for pair in files.items() for a in pair)]
+    args += config.job_args(dataset["serve_target_tokens"])
     reported = gpu_jobs.run(context, module="gpu_jobs.generate", args=args).get_materialize_result()
     job_metadata = {name: value.value for name, value in reported.metadata.items()}
-    return pd.read_parquet(output), {**job_metadata, "model_version": engine["model_version"]}
+    return pd.read_parquet(folder / GENERATION_FILES["--output"]), {**job_metadata, "model_version": engine["model_version"]}
 
 
 def _prompts(context: dg.AssetExecutionContext, split: str) -> pd.DataFrame:
