@@ -42,6 +42,7 @@ SMALL_RUN = {
     "tiny_heads": 4,
     "tiny_intermediate_size": 128,
     "epochs": 4,
+    "batch_size": 16,
     "max_steps": 80,
     "learning_rate": 3e-3,
     "eval_every": 40,
