@@ -30,7 +30,7 @@ from recsys_assets.llm_data.assets import CANDIDATE_DEPS, FEATURE_DEPS, TOKENIZE
 from recsys_assets.llm_data.dataset import MarketData, build_dataset, reserved_target_tokens
 from recsys_assets.llm_data.targets import PRESETS
 from recsys_assets.model.assets import FineTuneConfig
-from recsys_assets.serving.assets import TestGenerationConfig
+from recsys_assets.serving.assets import EvaluationGenerationConfig
 from resources.artifacts import ArtifactStore, latest_artifact
 from resources.gpu_jobs import GpuJobRunner
 from resources.splits import EvaluationSplit, SplitDates
@@ -56,7 +56,7 @@ class ExperimentsConfig(dg.Config):
     """N of "the N most popular training items" (top bias), as in recommendation_metrics."""
     backend: str = "ctranslate2"
     """Inference backend for the engine build and generation."""
-    generation: TestGenerationConfig = TestGenerationConfig()
+    generation: EvaluationGenerationConfig = EvaluationGenerationConfig()
     """Sampling as llm_test_recommendations samples (bought items kept, as the baselines keep them); the
     chain count is the study's. The fixed seed makes variants differ by their setting, not by their luck."""
     dataset: PromptDatasetConfig = PromptDatasetConfig()

@@ -72,7 +72,7 @@ class GenerationConfig(dg.Config):
         return args + (["--include-bought"] if self.include_bought else [])
 
 
-class TestGenerationConfig(GenerationConfig):
+class EvaluationGenerationConfig(GenerationConfig):
     include_bought: bool = True
     """Keep items the user already bought, as the baselines do: the metrics compare like with like
     (repeat purchases are about a third of the held-out ones on the synthetic marketplace)."""
@@ -229,7 +229,7 @@ def user_recommendations(
     ),
 )
 def llm_test_recommendations(
-    context: dg.AssetExecutionContext, config: TestGenerationConfig, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore, warehouse: Warehouse
+    context: dg.AssetExecutionContext, config: EvaluationGenerationConfig, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     test = _prompts(context, "test")
