@@ -223,6 +223,9 @@ def item_vectors(
             numItemBlocks=spark.sparkContext.defaultParallelism,
         )
         factors = als.fit(ratings).itemFactors.select(F.col("id").alias("item_index"), normalised(F.col("features")).alias("vector"))
+        # ALS's regularisation can leave a rarely bought item an all-zero factor: it has no
+        # direction to cluster or compare (MLlib's cosine k-means refuses it; found at 1M users).
+        factors = factors.where(F.exists("vector", lambda x: x != 0))
         buyers = bought.groupBy("item_id").agg(F.count("*").cast("int").alias("buyers"))
         path = write_table(factors.join(items, "item_index").join(buyers, "item_id"), ITEM_VECTORS)
     with report.timed("write"):
@@ -234,6 +237,7 @@ def item_vectors(
         **window,
         "users": n_users,
         "items": n_items,
+        "items_without_direction": n_items - report.rows,
         "purchases": purchases.count(),
         "matrix_nonzeros": nonzeros,
         "matrix_density": float(nonzeros / (n_users * n_items)),
