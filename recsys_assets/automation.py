@@ -81,13 +81,16 @@ EAGER = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_
 
 WEEKLY_RETRAIN = dg.AutomationCondition.on_cron(WEEKLY)
 
-# Recommendations: daily, after every new model (the model group updates), and at once for a
+# The champion/challenger gate's output: a new model reaches serving only through it.
+PROMOTED_MODEL = dg.AssetKey(["evaluation", "model_promotion"])
+
+# Recommendations: daily, after every newly promoted model, and at once for a
 # shard that was just registered. Not while an upstream or this shard is still running.
 REFRESH_RECOMMENDATIONS = (
     (
         dg.AutomationCondition.newly_missing()
         | dg.AutomationCondition.cron_tick_passed(DAILY_SERVING)
-        | dg.AutomationCondition.any_deps_updated().allow(dg.AssetSelection.groups("model"))
+        | dg.AutomationCondition.any_deps_updated().allow(dg.AssetSelection.assets(PROMOTED_MODEL))
     ).since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()

@@ -6,6 +6,7 @@ from recsys_assets.automation import automation_sensors, with_layer_policies
 from recsys_assets.candidates.assets import candidate_assets, candidate_checks
 from recsys_assets.evaluation.assets import evaluation_assets
 from recsys_assets.evaluation.experiments import experiment_studies, experiments_job
+from recsys_assets.evaluation.promotion import model_promotion
 from recsys_assets.features.assets import feature_assets
 from recsys_assets.ingest.assets import ingest_assets
 from recsys_assets.llm_data.assets import llm_data_assets
@@ -18,7 +19,7 @@ from resources import default_resources
 
 layers = [
     *ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *model_assets, *shard_assets, *serving_assets,
-    *evaluation_assets, experiment_studies,
+    *evaluation_assets, model_promotion, experiment_studies,
 ]  # fmt: skip
 # The marts read serving/user_recommendations: they join the graph when a layer above produces it.
 marts_assets, marts_checks = marts_for(layers)

@@ -38,3 +38,11 @@ def latest_artifact(instance: dg.DagsterInstance, key: dg.AssetKey) -> Path:
     if event is None or event.asset_materialization is None or "path" not in event.asset_materialization.metadata:
         raise FileNotFoundError(f"{key.to_user_string()} has no materialization with an artifact path: materialize it first.")
     return Path(event.asset_materialization.metadata["path"].value)
+
+
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
+    """The newest materialization's metadata of ``key``, as plain values."""
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        raise FileNotFoundError(f"{key.to_user_string()} has not been materialized yet: materialize it first.")
+    return {name: value.value for name, value in event.asset_materialization.metadata.items()}

@@ -1,60 +1,40 @@
 """The README's first command, end to end: ``recsys run`` on a fresh home fills every table.
 
 The same command as ``make run`` (synthetic marketplace, DuckDB, CPU), only smaller: every
-layer runs for real, through the definitions the UI loads, with the default settings.
+layer runs for real, through the definitions the UI loads, with the default settings. The
+run itself is the session fixture ``main_run`` (tests/conftest.py), shared with the quality
+tests.
 """
 
-import subprocess
-import sys
-from pathlib import Path
-
-import duckdb
-import pytest
-
-USERS = 120
-
-
-@pytest.fixture(scope="module")
-def main_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
-    home = tmp_path_factory.mktemp("recsys_home")
-    (home / "dagster").mkdir()
-    recsys = Path(sys.executable).parent / "recsys"
-    env = {
-        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-        "HOME": str(home),
-        "RECSYS_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-    }
-    command = [str(recsys), "run", "--users", str(USERS), "--items", "100", "--days", "60", "--end-date", "2026-06-30", "--seed", "3"]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    return result, home
-
-
-def query(home: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
-        return conn.execute(sql).fetchall()
+from tests.conftest import MAIN_RUN_USERS
 
 
 def test_every_user_gets_recommendations_in_the_product_table(main_run):
-    _, home = main_run
-    users, missing = query(
-        home,
+    users, missing = main_run.query(
         "SELECT count(DISTINCT u.user_id), count(*) FILTER (WHERE r.user_id IS NULL) "
         "FROM staging.stg_users u LEFT JOIN (SELECT DISTINCT user_id FROM marts.user_recommendations) r USING (user_id)",
     )[0]
-    assert users == USERS
+    assert users == MAIN_RUN_USERS
     # A user whose every chain named only unknown ids gets no row; on a trained model that is rare.
-    assert missing <= USERS // 20
+    assert missing <= MAIN_RUN_USERS // 20
 
 
 def test_the_llm_and_every_baseline_are_scored(main_run):
-    _, home = main_run
-    models = {model for (model,) in query(home, "SELECT DISTINCT model FROM marts.recommendation_metrics")}
-    assert models == {"llm", "global_popularity", "recent_popularity", "item_to_item", "ease"}
+    from recsys_assets.evaluation.assets import BASELINES
+
+    models = {model for (model,) in main_run.query("SELECT DISTINCT model FROM marts.recommendation_metrics")}
+    assert models == {"llm", *(b.key.path[-1].removeprefix("baseline_") for b in BASELINES)}
+
+
+def test_the_product_table_records_the_promoted_model_version(main_run):
+    from recsys_assets.evaluation.promotion import MODEL_PROMOTION
+    from resources.artifacts import latest_metadata
+
+    promotion = latest_metadata(main_run.instance(), MODEL_PROMOTION)
+    served = {version for (version,) in main_run.query("SELECT DISTINCT model_version FROM marts.user_recommendations")}
+    assert served == {promotion["model_version"]}
 
 
 def test_the_run_prints_its_stages_and_the_tables(main_run):
-    result, _ = main_run
-    assert "Stage 1" in result.stdout and "Stage 2" in result.stdout
-    assert "marts.user_recommendations" in result.stdout  # the closing table listing
+    assert "Stage 1" in main_run.result.stdout and "Stage 2" in main_run.result.stdout
+    assert "marts.user_recommendations" in main_run.result.stdout  # the closing table listing

@@ -62,6 +62,11 @@ def write_recommendations(conn, recommender: str, recommendations: pd.DataFrame)
     return len(recommendations)
 
 
+def delete_recommendations(conn, recommender: str) -> None:
+    ensure_table(conn, RECOMMENDATIONS)
+    conn.execute(f"DELETE FROM {RECOMMENDATIONS} WHERE recommender = ?", [recommender])
+
+
 def read_recommendations(conn) -> pd.DataFrame:
     ensure_table(conn, RECOMMENDATIONS)
     return conn.execute(f"SELECT recommender, user_id, rank, item_id FROM {RECOMMENDATIONS}").df()

@@ -15,8 +15,9 @@ import pandas as pd
 
 from partitions import user_shards
 from partitions.user_shards import shard_range
-from recsys_assets.evaluation.tables import write_recommendations
-from resources.artifacts import ArtifactStore, latest_artifact
+from recsys_assets.evaluation.promotion import MODEL_PROMOTION, SERVING, promoted_engine_or_none, serving_engine
+from recsys_assets.evaluation.tables import delete_recommendations, write_recommendations
+from resources.artifacts import ArtifactStore, latest_artifact, latest_metadata
 from resources.gpu_jobs import GpuJobRunner
 from resources.warehouse import Warehouse
 
@@ -78,13 +79,6 @@ class EvaluationGenerationConfig(GenerationConfig):
     (repeat purchases are about a third of the held-out ones on the synthetic marketplace)."""
 
 
-def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
-    event = instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
-        raise FileNotFoundError(f"{key.to_user_string()} has not been materialized yet: materialize it first.")
-    return {name: value.value for name, value in event.asset_materialization.metadata.items()}
-
-
 @dg.asset(
     key=INFERENCE_ENGINE,
     deps=[FINE_TUNED_MODEL],
@@ -100,7 +94,7 @@ def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
 def inference_engine(
     context: dg.AssetExecutionContext, config: EngineConfig, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore
 ) -> dg.MaterializeResult:
-    model = _latest_metadata(context.instance, FINE_TUNED_MODEL)
+    model = latest_metadata(context.instance, FINE_TUNED_MODEL)
     backend = config.backend or DEFAULT_BACKEND[gpu_jobs.mode]
     out_dir = artifacts.folder("engines", f"{model['model_version']}-{backend}-{config.precision or 'default'}")
     args = ["--model-dir", gpu_jobs.job_path(Path(model["path"]) / "merged"), "--backend", backend, "--out-dir", gpu_jobs.job_path(out_dir)]
@@ -112,6 +106,7 @@ def inference_engine(
 
 def generate_for(
     context: dg.AssetExecutionContext,
+    engine: dict,
     prompts: pd.DataFrame,
     bought: pd.DataFrame,
     catalog: pd.DataFrame,
@@ -120,8 +115,8 @@ def generate_for(
     gpu_jobs: GpuJobRunner,
     artifacts: ArtifactStore,
 ) -> tuple[pd.DataFrame, dict]:
-    """Run gpu_jobs.generate on ``prompts`` (user_id, prompt); returns recommendations and the job's metadata."""
-    engine = _latest_metadata(context.instance, INFERENCE_ENGINE)
+    """Run gpu_jobs.generate with ``engine`` (an engine's metadata: path, model_version) on ``prompts``
+    (user_id, prompt); returns recommendations and the job's metadata."""
     dataset = json.loads((latest_artifact(context.instance, PROMPT_DATASET) / "dataset.json").read_text())
     folder = artifacts.folder("generation", run_name)
     inputs = {"prompts": prompts[["user_id", "prompt"]], "bought": bought[["user_id", "item_id"]], "catalog": catalog[["item_id"]]}
@@ -183,7 +178,8 @@ def _catalog_and_bought(warehouse: Warehouse, users_filter: str) -> tuple[pd.Dat
 @dg.asset(
     key=["serving", "user_recommendations"],
     # Every shard reads all days of purchases (to leave out what its users already bought).
-    deps=[INFERENCE_ENGINE, PROMPT_DATASET, dg.AssetDep(["staging", "fct_purchases"], partition_mapping=dg.AllPartitionMapping())],
+    # The promoted engine, never an unchecked one (recsys_assets/evaluation/promotion.py).
+    deps=[MODEL_PROMOTION, PROMPT_DATASET, dg.AssetDep(["staging", "fct_purchases"], partition_mapping=dg.AllPartitionMapping())],
     partitions_def=user_shards,
     # One run per shard: a backfill of N shards is N GPU jobs (N pods, N GPUs in production).
     # No warehouse pool: it would serialize hours of generation; the short final write waits
@@ -193,8 +189,8 @@ def _catalog_and_bought(warehouse: Warehouse, users_filter: str) -> tuple[pd.Dat
     owners=["team:ml"],
     kinds={"pytorch", "duckdb"},
     description=(
-        "Per-user recommendations for one user-range shard: 4 sampled chains per user from the newest-history "
-        "prompt, merged into unique catalog items ranked by how many chains produced them. Written to "
+        "Per-user recommendations for one user-range shard, from the engine the promotion gate "
+        "(evaluation/model_promotion) let through: 4 sampled chains per user from the newest-history prompt, merged into unique catalog items ranked by how many chains produced them. Written to "
         "marts.user_recommendations (user_id, rank, item_id, score, model_version, generated_at); a shard "
         "replaces its id range atomically."
     ),
@@ -208,7 +204,8 @@ def user_recommendations(
     prompts = serve[serve["user_id"].between(shard.lo, shard.hi)]
     catalog, bought = _catalog_and_bought(warehouse, shard.sql_filter())
     context.log.info(f"Shard {context.partition_key}: {len(prompts)} users")
-    recommendations, job = generate_for(context, prompts, bought, catalog, f"shard-{context.partition_key}", config, gpu_jobs, artifacts)
+    engine = serving_engine(context.instance)
+    recommendations, job = generate_for(context, engine, prompts, bought, catalog, f"shard-{context.partition_key}", config, gpu_jobs, artifacts)
     with warehouse.get_connection() as conn:
         _replace_shard_rows(conn, recommendations, shard.sql_filter(), job["model_version"])
     return dg.MaterializeResult(
@@ -235,10 +232,22 @@ def llm_test_recommendations(
     test = _prompts(context, "test")
     cutoff = pd.Timestamp(json.loads((latest_artifact(context.instance, PROMPT_DATASET) / "dataset.json").read_text())["split_dates"]["test_start"])
     catalog, bought = _catalog_and_bought(warehouse, f"ts < TIMESTAMP '{cutoff}'")
-    recommendations, job = generate_for(context, test, bought, catalog, "evaluation-test", config, gpu_jobs, artifacts)
+    challenger = latest_metadata(context.instance, INFERENCE_ENGINE)
+    recommendations, job = generate_for(context, challenger, test, bought, catalog, "evaluation-test", config, gpu_jobs, artifacts)
+    # The model serving now, re-scored on the same period, is what the promotion gate compares with.
+    serving = promoted_engine_or_none(context.instance)
+    rescore = serving is not None and serving["model_version"] != challenger["model_version"]
+    if rescore:
+        context.log.info(f"Re-scoring the serving model {serving['model_version']} on the test period")
+        serving_recommendations, _ = generate_for(context, serving, test, bought, catalog, "evaluation-serving", config, gpu_jobs, artifacts)
     with warehouse.get_connection() as conn:
         write_recommendations(conn, "llm", recommendations)
-    return dg.MaterializeResult(metadata=_generation_metadata(job, recommendations, time.perf_counter() - started))
+        if rescore:
+            write_recommendations(conn, SERVING, serving_recommendations)
+        else:
+            delete_recommendations(conn, SERVING)
+    metadata = _generation_metadata(job, recommendations, time.perf_counter() - started)
+    return dg.MaterializeResult(metadata={**metadata, "serving_model_version": serving["model_version"] if rescore else ""})
 
 
 serving_assets = [inference_engine, user_recommendations, llm_test_recommendations]
