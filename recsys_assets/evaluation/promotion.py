@@ -9,7 +9,9 @@ previous model keeps serving, the asset's check fails (the alert sensor turns th
 alert) and the metadata says which metric fell short and by how much.
 
 ``serving/user_recommendations`` generates with the promoted engine, never with an
-unchecked one, and records its model version on every row.
+unchecked one, and records its model version on every row; before the first promotion it
+serves the most popular items (model version ``fallback:global_popularity``), so that a
+refused first model leaves product teams with full feeds rather than none.
 """
 
 
@@ -30,6 +32,8 @@ INFERENCE_ENGINE = dg.AssetKey(["model", "inference_engine"])
 METRICS_KEY = dg.AssetKey(["evaluation", "recommendation_metrics"])
 LLM_RECOMMENDATIONS = dg.AssetKey(["evaluation", "llm_test_recommendations"])
 PROMOTED_CHECK = "challenger_promoted"
+# What serving records as its model version before any model has passed the gate.
+FALLBACK_VERSION = "fallback:global_popularity"
 
 
 class PromotionConfig(dg.Config):
@@ -184,14 +188,3 @@ def model_promotion(context: dg.AssetExecutionContext, config: PromotionConfig, 
         metadata={"challenger_version": challenger["model_version"], "serving_version": serves["model_version"] if serves else ""},
     )
     return dg.MaterializeResult(metadata=_promotion_metadata(decision, serves, challenger, previous, config), check_results=[check])
-
-
-def serving_engine(instance: dg.DagsterInstance) -> dict:
-    """The promoted engine's metadata (``path``, ``model_version``): what the product serves with."""
-    serving = promoted_engine_or_none(instance)
-    if serving is None:
-        raise dg.Failure(
-            "No model has passed the promotion gate yet: see evaluation/model_promotion's metadata for why the newest "
-            "model was refused, then train a better one, or materialize it with config force=True to serve it anyway."
-        )
-    return serving

@@ -15,7 +15,7 @@ import pandas as pd
 
 from partitions import user_shards
 from partitions.user_shards import shard_range
-from recsys_assets.evaluation.promotion import MODEL_PROMOTION, SERVING, promoted_engine_or_none, serving_engine
+from recsys_assets.evaluation.promotion import FALLBACK_VERSION, MODEL_PROMOTION, SERVING, promoted_engine_or_none
 from recsys_assets.evaluation.tables import delete_recommendations, write_recommendations
 from resources.artifacts import ArtifactStore, latest_artifact, latest_metadata
 from resources.gpu_jobs import GpuJobRunner
@@ -168,6 +168,35 @@ def _generation_metadata(job: dict, recommendations: pd.DataFrame, seconds: floa
     }
 
 
+def popularity_fallback(conn, user_ids: pd.Series, bought: pd.DataFrame, config: GenerationConfig) -> pd.DataFrame:
+    """The most-bought catalog items for each user (bought ones left out unless configured): what a
+    shard serves before any model has passed the promotion gate, so a feed is never empty."""
+    conn.register("fallback_users", pd.DataFrame({"user_id": user_ids.astype("int64")}))
+    conn.register("fallback_bought", bought[["user_id", "item_id"]])
+    try:
+        return conn.execute(
+            f"""
+            WITH popular AS (
+                SELECT i.item_id, count(DISTINCT p.user_id) AS buyers
+                FROM staging.stg_items i LEFT JOIN staging.fct_purchases p USING (item_id) GROUP BY 1
+                ORDER BY buyers DESC, item_id LIMIT ?
+            ), candidates AS (
+                SELECT u.user_id, p.item_id, p.buyers FROM fallback_users u CROSS JOIN popular p
+                {"" if config.include_bought else "ANTI JOIN fallback_bought b ON b.user_id = u.user_id AND b.item_id = p.item_id"}
+            ), ranked AS (
+                SELECT user_id, item_id, buyers::DOUBLE AS score,
+                       row_number() OVER (PARTITION BY user_id ORDER BY buyers DESC, item_id) AS rank
+                FROM candidates
+            )
+            SELECT user_id, rank::INTEGER AS rank, item_id, score FROM ranked WHERE rank <= ? ORDER BY user_id, rank
+            """,
+            [config.max_items + int(bought.groupby("user_id").size().max() if len(bought) else 0), config.max_items],
+        ).df()
+    finally:
+        conn.unregister("fallback_users")
+        conn.unregister("fallback_bought")
+
+
 def _catalog_and_bought(warehouse: Warehouse, users_filter: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     with warehouse.get_connection() as conn:
         catalog = conn.execute("SELECT item_id FROM staging.stg_items").df()
@@ -204,8 +233,18 @@ def user_recommendations(
     prompts = serve[serve["user_id"].between(shard.lo, shard.hi)]
     catalog, bought = _catalog_and_bought(warehouse, shard.sql_filter())
     context.log.info(f"Shard {context.partition_key}: {len(prompts)} users")
-    engine = serving_engine(context.instance)
-    recommendations, job = generate_for(context, engine, prompts, bought, catalog, f"shard-{context.partition_key}", config, gpu_jobs, artifacts)
+    engine = promoted_engine_or_none(context.instance)
+    if engine is None:
+        context.log.warning(
+            "No model has passed the promotion gate yet (see evaluation/model_promotion): this shard serves "
+            f"{FALLBACK_VERSION} until one does."
+        )
+        with warehouse.get_connection() as conn:
+            recommendations = popularity_fallback(conn, prompts["user_id"], bought, config)
+        job = {"model_version": FALLBACK_VERSION, "backend": "none", "users": len(prompts)}
+    else:
+        run_name = f"shard-{context.partition_key}"
+        recommendations, job = generate_for(context, engine, prompts, bought, catalog, run_name, config, gpu_jobs, artifacts)
     with warehouse.get_connection() as conn:
         _replace_shard_rows(conn, recommendations, shard.sql_filter(), job["model_version"])
     return dg.MaterializeResult(

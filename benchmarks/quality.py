@@ -1,0 +1,280 @@
+"""Quality benchmark: the LLM against every baseline, on several data shapes and seeds.
+
+    .venv/bin/python benchmarks/quality.py --quick          # a few minutes per data set
+    .venv/bin/python benchmarks/quality.py                  # the full run the README reports
+    .venv/bin/python benchmarks/quality.py --datasets grocery,public --seeds 0,1,2
+
+For every data set and seed, a worker process generates (or converts) a landing folder,
+materializes the real graph up to ``evaluation/recommendation_metrics`` on a fresh warehouse
+and instance (ingest, dbt features, candidates, tokenizer, prompts, LoRA training, the engine,
+the LLM's test recommendations through the product's generation path, every baseline), and
+reads the scores from ``marts.recommendation_metrics``. The parent prints one table per data
+set, the mean and spread over seeds, with seconds per stage, and writes them to
+``benchmarks/results/`` (``--update-readme`` also replaces the README's quality section).
+
+Data sets: ``default`` (the synthetic marketplace of ``make run``), ``grocery`` (repeat
+purchases dominate) and ``durable`` (repeat purchases are rare): shapes of the generator,
+see ``recsys generate --help``; ``public``: a real interaction log shipped inside a PyPI
+package, converted by benchmarks/public_data.py. The seed varies the synthetic data, the
+training and the sampling; on the public data only the training and the sampling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+
+PROJECT = Path(__file__).resolve().parents[1]
+RESULTS = PROJECT / "benchmarks" / "results"
+README = PROJECT / "README.md"
+README_START, README_END = "<!-- quality-benchmark:start -->", "<!-- quality-benchmark:end -->"
+DATASETS = ["default", "grocery", "durable", "public"]
+FULL = {"users": 3_000, "items": 2_000, "days": 180, "seeds": [0, 1, 2]}
+QUICK = {"users": 400, "items": 300, "days": 90, "seeds": [0, 1]}
+END_DATE = date(2026, 6, 30)  # fixed, so that a rerun on another day sees the same data
+# (metric, k) columns of the tables, in order; top_bias: lower is better.
+COLUMNS = [("hit_rate", 10), ("ndcg", 10), ("recall", 10), ("hit_rate", 200), ("ndcg", 200), ("recall", 200), ("top_bias", 10)]
+LLM = "llm"
+
+
+# --- worker: one data set, one seed, one fresh platform ----------------------------------
+
+
+def write_landing(dataset: str, landing: Path, sizes: dict, seed: int) -> date:
+    """The landing folder of ``dataset``; returns its first day."""
+    if dataset == "public":
+        from public_data import write_landing as write_public
+
+        stats = write_public("default", landing, max_users=sizes["users"], seed=0)
+        return date.fromisoformat(str(stats["first_day"]))
+    from synthetic_marketplace.generator import MarketplaceSpec, generate
+    from synthetic_marketplace.generator import write_landing as write_synthetic
+
+    shape = {} if dataset == "default" else {"shape": dataset}
+    spec = MarketplaceSpec(users=sizes["users"], items=sizes["items"], days=sizes["days"], end_date=END_DATE, seed=seed, **shape)
+    write_synthetic(generate(spec), spec, landing)
+    return END_DATE - timedelta(days=sizes["days"])
+
+
+def seeded_config(assets, selected: set, seed: int) -> dict:
+    """Run config that sets ``seed`` on every selected op whose config has one (candidates, training,
+    sampling, seeded baselines)."""
+    ops = {}
+    for asset in (a for a in assets if set(a.keys) & selected):
+        schema = getattr(asset, "op", None) and asset.op.config_schema
+        fields = getattr(getattr(schema, "config_type", None), "fields", {}) if schema else {}
+        if "seed" in fields:
+            ops[asset.op.name] = {"config": {"seed": seed}}
+    return {"ops": ops}
+
+
+def step_seconds(instance, run_id: str) -> dict[str, float]:
+    return {s.step_key: round(s.end_time - s.start_time, 1) for s in instance.get_run_step_stats(run_id) if s.end_time and s.start_time}
+
+
+def run_worker(dataset: str, seed: int, sizes: dict, workdir: Path) -> dict:
+    landing, home = workdir / "landing", workdir / "home"
+    started = time.perf_counter()
+    first_day = write_landing(dataset, landing, sizes, seed)
+    # Before the code location is imported: it resolves its partitions and paths from these.
+    os.environ.update({"RECSYS_HOME": str(home), "RECSYS_LANDING_DIR": str(landing), "RECSYS_FIRST_DAY": first_day.isoformat()})
+    import dagster as dg
+    import duckdb
+
+    from recsys_assets.definitions import defs
+    from recsys_assets.runner import INFO_LOGS, day_range_tags, landing_days
+
+    metrics_key = dg.AssetKey(["evaluation", "recommendation_metrics"])
+    selection = dg.AssetSelection.assets(metrics_key).upstream()
+    assets = [*defs.assets, *(defs.asset_checks or [])]
+    instance = dg.DagsterInstance.ephemeral()
+    days = landing_days(defs.resources["landing"])
+    selected = selection.resolve(defs.resolve_asset_graph())
+    run_config = {**seeded_config(defs.assets, selected, seed), **INFO_LOGS}
+    result = dg.materialize(
+        assets, selection=selection, instance=instance, resources=defs.resources, run_config=run_config, tags=day_range_tags(days)
+    )
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+        scores = conn.execute("SELECT model, metric, k, value FROM marts.recommendation_metrics").df()
+        lists = conn.execute(
+            "SELECT recommender AS model, count(*) / count(DISTINCT user_id) AS items_per_user FROM evaluation.recommendations GROUP BY 1"
+        ).df()
+        repeat_share = conn.execute(REPEAT_SHARE_SQL).fetchone()[0]
+    llm = result.asset_materializations_for_node("evaluation__llm_test_recommendations")[0].metadata
+    return {
+        "dataset": dataset,
+        "seed": seed,
+        "sizes": sizes,
+        "scores": scores.to_dict("records"),
+        "items_per_user": dict(zip(lists["model"], lists["items_per_user"].astype(float))),
+        "llm_valid_id_rate": float(llm["valid_id_rate"].value) if "valid_id_rate" in llm else None,
+        "repeat_share": repeat_share,
+        "step_seconds": step_seconds(instance, result.run_id),
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+# Share of the test period's (user, item) purchases that the user had bought before: how
+# repeat-heavy a data set is.
+REPEAT_SHARE_SQL = """
+WITH bounds AS (SELECT max(ts)::DATE - 13 AS test_start FROM staging.fct_purchases),
+     test AS (SELECT DISTINCT user_id, item_id FROM staging.fct_purchases, bounds WHERE ts >= test_start),
+     before AS (SELECT DISTINCT user_id, item_id FROM staging.fct_purchases, bounds WHERE ts < test_start)
+SELECT round(avg(CASE WHEN b.user_id IS NULL THEN 0 ELSE 1 END), 3) FROM test t LEFT JOIN before b USING (user_id, item_id)
+"""
+
+
+# --- parent: every data set and seed, then the tables -------------------------------------
+
+
+def run_all(datasets: list[str], seeds: list[int], sizes: dict, log) -> list[dict]:
+    results = []
+    for dataset in datasets:
+        for seed in seeds:
+            with tempfile.TemporaryDirectory(prefix=f"quality-{dataset}-{seed}-") as workdir:
+                out = Path(workdir) / "result.json"
+                command = [sys.executable, __file__, "--worker", dataset, "--seed", str(seed), "--sizes", json.dumps(sizes), "--json", str(out)]
+                log(f"[{time.strftime('%H:%M:%S')}] {dataset}, seed {seed}: running the graph ({sizes['users']} users) ...")
+                done = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{dataset} seed {seed} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+                results.append(json.loads(out.read_text()))
+                log(f"[{time.strftime('%H:%M:%S')}] {dataset}, seed {seed}: done in {results[-1]['total_seconds']:.0f} s")
+    return results
+
+
+def score_table(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Models x (metric@k, items per user, valid-id rate): 'mean ± std' over the seeds."""
+    frames = []
+    for result in results:
+        scores = pd.DataFrame(result["scores"])
+        wide = scores.pivot_table(index="model", columns=["metric", "k"], values="value", aggfunc="first")
+        row = pd.DataFrame({f"{m}@{k}": wide[(m, k)] for m, k in COLUMNS if (m, k) in wide.columns})
+        row["items/user"] = pd.Series(result["items_per_user"])
+        # Baselines rank catalog items only; the LLM's rate is of the ids it generated, before any were dropped.
+        row["valid ids"] = 1.0
+        if result["llm_valid_id_rate"] is not None and LLM in row.index:
+            row.loc[LLM, "valid ids"] = result["llm_valid_id_rate"]
+        frames.append(row.assign(seed=result["seed"]))
+    table = pd.concat(frames)
+    mean, std = table.groupby(level=0).mean().drop(columns="seed"), table.groupby(level=0).std().drop(columns="seed")
+    return mean, std
+
+
+def format_table(mean: pd.DataFrame, std: pd.DataFrame) -> str:
+    order = mean.sort_values("hit_rate@10", ascending=False).index
+    cells = mean.loc[order].copy().astype(object)
+    for column in mean.columns:
+        digits = 1 if column == "items/user" else 3
+        for model in order:
+            spread = std.loc[model, column]
+            cells.loc[model, column] = f"{mean.loc[model, column]:.{digits}f}" + ("" if pd.isna(spread) else f" ± {spread:.{digits}f}")
+    cells.index = [f"**{m}**" if m == LLM else m for m in cells.index]
+    return cells.rename_axis("model").to_markdown()
+
+
+def verdict(mean: pd.DataFrame) -> str:
+    """Where the LLM stands against the best baseline on each headline metric, in words."""
+    if LLM not in mean.index:
+        return "No LLM scores."
+    baselines = mean.drop(index=[m for m in mean.index if m.startswith(LLM)])
+    lines = []
+    for column in ["hit_rate@10", "ndcg@10", "hit_rate@200"]:
+        best = baselines[column].idxmax()
+        gap = mean.loc[LLM, column] / baselines.loc[best, column] - 1
+        word = "ahead of" if gap >= 0 else "behind"
+        lines.append(f"{column}: LLM {mean.loc[LLM, column]:.3f}, {abs(gap):.1%} {word} the best baseline ({best}, {baselines.loc[best, column]:.3f})")
+    return "; ".join(lines) + "."
+
+
+def stage_table(results: list[dict]) -> str:
+    seconds = pd.DataFrame([r["step_seconds"] for r in results]).mean().round(1).sort_values(ascending=False)
+    return seconds.rename("seconds (mean)").rename_axis("step").to_frame().to_markdown()
+
+
+def report(results: list[dict], command: str) -> str:
+    load = os.getloadavg()
+    lines = [
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d} with `{command}` on {os.cpu_count()} cores "
+        f"({platform.processor() or platform.machine()}), load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. "
+        "Mean ± standard deviation over the seeds; items/user is the list length scored; valid ids is the share of "
+        "generated ids that are catalog ids, before any were dropped (baselines rank catalog items only).",
+        "",
+    ]
+    for dataset in dict.fromkeys(r["dataset"] for r in results):
+        runs = [r for r in results if r["dataset"] == dataset]
+        sizes, mean_std = runs[0]["sizes"], score_table(runs)
+        repeat = sum(r["repeat_share"] for r in runs) / len(runs)
+        lines += [
+            f"#### {dataset}: {sizes['users']} users requested, seeds {', '.join(str(r['seed']) for r in runs)}, "
+            f"repeat share of test purchases {repeat:.2f}, {sum(r['total_seconds'] for r in runs) / len(runs):.0f} s per run",
+            "",
+            format_table(*mean_std),
+            "",
+            verdict(mean_std[0]),
+            "",
+        ]
+    lines += ["Seconds per step (mean over every run above):", "", stage_table(results), ""]
+    return "\n".join(lines)
+
+
+def update_readme(text: str) -> None:
+    readme = README.read_text()
+    if README_START not in readme or README_END not in readme:
+        raise SystemExit(f"README.md has no {README_START} ... {README_END} section to replace.")
+    head, rest = readme.split(README_START, 1)
+    README.write_text(head + README_START + "\n" + text + "\n" + README_END + rest.split(README_END, 1)[1])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Run it alone on the machine: it reports seconds.")
+    parser.add_argument("--quick", action="store_true", help=f"small data sets and 2 seeds ({QUICK['users']} users, {QUICK['days']} days)")
+    parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {', '.join(DATASETS)} (default: all)")
+    parser.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2; --quick: 0,1)")
+    parser.add_argument("--users", type=int, help="users per data set (the public one is sampled down to it)")
+    parser.add_argument("--items", type=int, help="items of the synthetic data sets")
+    parser.add_argument("--days", type=int, help="days of the synthetic data sets")
+    parser.add_argument("--update-readme", action="store_true", help="replace the README's quality section with the tables")
+    parser.add_argument("--worker", metavar="DATASET", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        with tempfile.TemporaryDirectory(prefix="quality-worker-") as workdir:
+            args.json.write_text(json.dumps(run_worker(args.worker, args.seed, json.loads(args.sizes), Path(workdir))))
+        return
+    preset = QUICK if args.quick else FULL
+    sizes = {name: getattr(args, name) or preset[name] for name in ("users", "items", "days")}
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else preset["seeds"]
+    datasets = [d for d in args.datasets.split(",") if d]
+    unknown = sorted(set(datasets) - set(DATASETS))
+    if unknown:
+        raise SystemExit(f"Unknown data set(s) {unknown}: choose from {DATASETS}.")
+    results = run_all(datasets, seeds, sizes, log=lambda line: print(line, flush=True))
+    text = report(results, "python benchmarks/quality.py " + " ".join(sys.argv[1:]))
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M")
+    (RESULTS / f"quality-{stamp}.json").write_text(json.dumps(results, indent=1))
+    (RESULTS / f"quality-{stamp}.md").write_text(text)
+    print(text)
+    if args.update_readme:
+        update_readme(text)
+
+
+if __name__ == "__main__":
+    main()
