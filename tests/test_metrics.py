@@ -113,3 +113,12 @@ def test_relative_deltas():
     assert deltas.loc["hit_rate", "pop"] == pytest.approx(0.5)
     assert deltas.loc["top_bias", "pop"] == pytest.approx(-0.5)
     assert relative_deltas(metrics, "llm", 50).loc["hit_rate", "pop"] == pytest.approx(0.0)
+
+
+def test_standing_names_the_best_baseline_and_the_gap_leaving_out_other_llm_rows():
+    from recsys_assets.evaluation.metrics import standing
+
+    values = pd.Series({"llm": 0.4, "ease": 0.5, "global_popularity": 0.3, "llm_serving": 0.9})
+    assert standing(values, "llm", "hit_rate@10") == "hit_rate@10: llm 0.400, 20.0% behind the best baseline (ease, 0.500)"
+    assert "ahead of the best baseline (ease" in standing(values.replace({0.4: 0.6}), "llm", "x")
+    assert standing(pd.Series({"ease": 0.5}), "llm", "x") == "x: nothing to compare llm with"
