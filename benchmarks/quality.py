@@ -97,6 +97,7 @@ def run_worker(dataset: str, seed: int, sizes: dict, workdir: Path) -> dict:
 
     from recsys_assets.definitions import defs
     from recsys_assets.runner import INFO_LOGS, day_range_tags, landing_days
+    from resources.generation import GenerationSettings
 
     metrics_key = dg.AssetKey(["evaluation", "recommendation_metrics"])
     selection = dg.AssetSelection.assets(metrics_key).upstream()
@@ -105,8 +106,10 @@ def run_worker(dataset: str, seed: int, sizes: dict, workdir: Path) -> dict:
     days = landing_days(defs.resources["landing"])
     selected = selection.resolve(defs.resolve_asset_graph())
     run_config = {**seeded_config(defs.assets, selected, seed), **INFO_LOGS}
+    # The sampling seed lives on the generation resource the product and the evaluation share.
+    resources = {**defs.resources, "generation": GenerationSettings(seed=seed)}
     result = dg.materialize(
-        assets, selection=selection, instance=instance, resources=defs.resources, run_config=run_config, tags=day_range_tags(days)
+        assets, selection=selection, instance=instance, resources=resources, run_config=run_config, tags=day_range_tags(days)
     )
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
         scores = conn.execute("SELECT model, metric, k, value FROM marts.recommendation_metrics").df()

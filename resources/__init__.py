@@ -3,6 +3,7 @@
 from resources import settings
 from resources.artifacts import ArtifactStore
 from resources.dbt import dbt_resource
+from resources.generation import GenerationSettings
 from resources.gpu_jobs import gpu_job_runner
 from resources.landing import LandingZone
 from resources.notifier import notifier_resource
@@ -21,5 +22,6 @@ def default_resources() -> dict:
         "artifacts": artifacts,
         "gpu_jobs": gpu_job_runner(artifacts),  # RECSYS_GPU_MODE: local subprocess or Kubernetes pod
         "splits": EvaluationSplit(),
+        "generation": GenerationSettings(),  # one setting for the product's lists and their evaluation
         "notifier": notifier_resource(),
     }

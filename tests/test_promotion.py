@@ -1,10 +1,8 @@
-"""The promotion gate's rule and the serving fallback, on hand-made scores and a small warehouse."""
+"""The promotion gate's rule, on hand-made scores."""
 
-import duckdb
 import pandas as pd
 
 from recsys_assets.evaluation.promotion import decide
-from recsys_assets.serving.assets import GenerationConfig, popularity_fallback
 
 
 def scores(rows: dict[str, tuple[float, float]]) -> pd.DataFrame:
@@ -43,20 +41,3 @@ def test_without_popularity_scores_nothing_is_promoted_but_a_first_model_needs_n
 
 def test_a_negative_tolerance_demands_a_margin():
     assert not decide(scores({"llm": (0.44, 0.2), "global_popularity": (0.4, 0.1)}), ["hit_rate"], 10, -0.15, ["global_popularity"]).promote
-
-
-def test_the_fallback_serves_the_most_bought_items_without_the_users_own():
-    conn = duckdb.connect()
-    conn.execute("CREATE SCHEMA staging")
-    conn.execute("CREATE TABLE staging.stg_items AS SELECT * FROM range(1, 6) t(item_id)")
-    # Item 1: 3 buyers, item 2: 2, item 3: 1; item 9 is not in the catalog any more.
-    conn.execute(
-        "CREATE TABLE staging.fct_purchases AS SELECT * FROM (VALUES (10, 1), (11, 1), (12, 1), (10, 2), (11, 2), (12, 3), (10, 9), (11, 9), (12, 9), (13, 9))"
-        " t(user_id, item_id)"
-    )
-    bought = conn.execute("SELECT DISTINCT user_id, item_id FROM staging.fct_purchases").df()
-    lists = popularity_fallback(conn, pd.Series([10, 99]), bought, GenerationConfig(max_items=2))
-    by_user = lists.groupby("user_id")["item_id"].apply(list).to_dict()
-    assert by_user == {10: [3, 4], 99: [1, 2]}
-    kept = popularity_fallback(conn, pd.Series([10]), bought, GenerationConfig(max_items=2, include_bought=True))
-    assert kept["item_id"].tolist() == [1, 2] and kept["rank"].tolist() == [1, 2]

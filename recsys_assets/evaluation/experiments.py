@@ -30,8 +30,8 @@ from recsys_assets.llm_data.assets import CANDIDATE_DEPS, FEATURE_DEPS, TOKENIZE
 from recsys_assets.llm_data.dataset import MarketData, build_dataset, reserved_target_tokens
 from recsys_assets.llm_data.targets import PRESETS
 from recsys_assets.model.assets import FineTuneConfig
-from recsys_assets.serving.assets import EvaluationGenerationConfig
 from resources.artifacts import ArtifactStore, latest_artifact
+from resources.generation import GenerationSettings, repeat_share_sql
 from resources.gpu_jobs import GpuJobRunner
 from resources.splits import EvaluationSplit, SplitDates
 from resources.warehouse import Warehouse
@@ -56,9 +56,6 @@ class ExperimentsConfig(dg.Config):
     """N of "the N most popular training items" (top bias), as in recommendation_metrics."""
     backend: str = "ctranslate2"
     """Inference backend for the engine build and generation."""
-    generation: EvaluationGenerationConfig = EvaluationGenerationConfig()
-    """Sampling as llm_test_recommendations samples (bought items kept, as the baselines keep them); the
-    chain count is the study's. The fixed seed makes variants differ by their setting, not by their luck."""
     dataset: PromptDatasetConfig = PromptDatasetConfig()
     """Prompt dataset settings; target_strategy / target_shares are set per variant."""
     training: FineTuneConfig = FineTuneConfig()
@@ -104,6 +101,8 @@ class Experiment:
     dates: SplitDates
     held_out: pd.DataFrame
     stats: TrainingStats
+    generation: GenerationSettings  # the product's generation settings; the chain count is the study's
+    keep_bought: bool  # the product's repeat policy on this data
 
     def run_job(self, module: str, args: list[str]) -> dict:
         invocation = self.gpu_jobs.run(self.context, module=module, args=args, gpu_count=self.config.training.gpu_count or None)
@@ -140,7 +139,8 @@ def generate_and_score(experiment: Experiment, dataset: Path, engine: Path, chai
     output = experiment.folder / "recommendations" / f"{dataset.name}-{chains}-chains.parquet"
     args = ["--engine-dir", paths.job(engine), "--prompts", paths.job(dataset / "test.parquet"), "--output", paths.job(output)]
     args += ["--catalog", paths.job(experiment.folder / "catalog.parquet"), "--bought", paths.job(experiment.folder / "bought.parquet")]
-    args += config.generation.job_args(reserved_target_tokens(pd.read_parquet(paths.local(dataset / "train.parquet"))), chains)
+    reserved = reserved_target_tokens(pd.read_parquet(paths.local(dataset / "train.parquet")))
+    args += experiment.generation.job_args(reserved, experiment.keep_bought, chains)
     generated = experiment.run_job("gpu_jobs.generate", args)
     recommendations = pd.read_parquet(paths.local(output), columns=["user_id", "rank", "item_id"])
     scores = evaluate(recommendations, experiment.held_out, experiment.stats, config.ks)
@@ -190,6 +190,7 @@ def experiment_studies(
     splits: EvaluationSplit,
     artifacts: ArtifactStore,
     gpu_jobs: GpuJobRunner,
+    generation: GenerationSettings,
 ) -> dg.MaterializeResult:
     from transformers import PreTrainedTokenizerFast
 
@@ -204,10 +205,12 @@ def experiment_studies(
         held_out, stats = load_ground_truth(conn, dates, config.top_popular)
         conn.execute("SELECT item_id FROM staging.stg_items").df().to_parquet(paths.local(folder / "catalog.parquet"))
         bought = conn.execute("SELECT DISTINCT user_id, item_id FROM staging.fct_purchases WHERE ts < ?", [dates.test_start]).df()
+        keep_bought, policy = generation.keep_bought(float(conn.execute(repeat_share_sql(), [dates.train_cutoff]).fetchall()[0][0]))
+    context.log.info(f"Repeat policy: {policy}")
     bought.to_parquet(paths.local(folder / "bought.parquet"))
     experiment = Experiment(
         context, config, gpu_jobs, paths, folder, gpu_jobs.job_path(tokenizer_dir),
-        market, dates, held_out, stats,
+        market, dates, held_out, stats, generation, keep_bought,
     )
 
     def count_tokens(text: str) -> int:

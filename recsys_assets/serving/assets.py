@@ -8,6 +8,7 @@ come from the same generation path as the product's.
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +19,7 @@ from partitions.user_shards import shard_range
 from recsys_assets.evaluation.promotion import FALLBACK_VERSION, MODEL_PROMOTION, SERVING, promoted_engine_or_none
 from recsys_assets.evaluation.tables import delete_recommendations, write_recommendations
 from resources.artifacts import ArtifactStore, latest_artifact, latest_metadata
+from resources.generation import GenerationSettings, repeat_share_sql
 from resources.gpu_jobs import GpuJobRunner
 from resources.warehouse import Warehouse
 
@@ -32,7 +34,8 @@ GENERATION_FILES = {
     "--bought": "bought.parquet",
     "--output": "recommendations.parquet",
 }
-# The backend each GPU mode serves with when the config names none (DESIGN.md section 6).
+# The backend each GPU mode serves with when the config names none:
+# TensorRT-LLM where GPUs are, CTranslate2 int8 on a CPU.
 DEFAULT_BACKEND = {"local": "ctranslate2", "kubernetes": "tensorrt-llm"}
 
 
@@ -41,42 +44,6 @@ class EngineConfig(dg.Config):
     """ctranslate2 (CPU, int8), tensorrt-llm (GPU, fp16) or transformers (reference). Empty: by GPU mode."""
     precision: str = ""
     """Empty: the backend's default (int8 for ctranslate2, float16 for tensorrt-llm)."""
-
-
-class GenerationConfig(dg.Config):
-    chains: int = 4
-    """Independent sampled chains per user, merged into one list of unique items."""
-    top_p: float = 0.9
-    top_k: int = 50
-    temperature: float = 0.7
-    max_new_tokens: int = 0
-    """Tokens per chain; 0: the longer of the prompt dataset's reserved target length and 1.5 x min_new_tokens."""
-    min_new_tokens: int = 40
-    """Tokens per chain before the end token may stop it. A model trained on next purchases writes baskets of
-    about 3 ids; room for ~12 gives longer lists (default marketplace: HitRate@10 0.45 -> 0.56, 3x the time)."""
-    max_items: int = 200
-    """Keep the top N merged items per user."""
-    include_bought: bool = False
-    """Keep items the user already bought."""
-    batch_size: int = 32
-    seed: int = 0
-
-    def job_args(self, reserved_target_tokens: int, chains: int | None = None) -> list[str]:
-        """These settings as flags of gpu_jobs.generate; ``chains`` overrides the configured count."""
-        max_new = self.max_new_tokens or max(reserved_target_tokens, self.min_new_tokens * 3 // 2)
-        args = [
-            "--chains", str(chains or self.chains), "--top-p", str(self.top_p), "--top-k", str(self.top_k),
-            "--temperature", str(self.temperature), "--max-new-tokens", str(max_new),
-            "--min-new-tokens", str(min(self.min_new_tokens, max_new)), "--max-items", str(self.max_items),
-            "--batch-size", str(self.batch_size), "--seed", str(self.seed),
-        ]  # fmt: skip
-        return args + (["--include-bought"] if self.include_bought else [])
-
-
-class EvaluationGenerationConfig(GenerationConfig):
-    include_bought: bool = True
-    """Keep items the user already bought, as the baselines do: the metrics compare like with like
-    (repeat purchases are about a third of the held-out ones on the synthetic marketplace)."""
 
 
 @dg.asset(
@@ -111,23 +78,39 @@ def generate_for(
     bought: pd.DataFrame,
     catalog: pd.DataFrame,
     run_name: str,
-    config: GenerationConfig,
+    generation: GenerationSettings,
+    keep_bought: bool,
     gpu_jobs: GpuJobRunner,
     artifacts: ArtifactStore,
 ) -> tuple[pd.DataFrame, dict]:
     """Run gpu_jobs.generate with ``engine`` (an engine's metadata: path, model_version) on ``prompts``
     (user_id, prompt); returns recommendations and the job's metadata."""
-    dataset = json.loads((latest_artifact(context.instance, PROMPT_DATASET) / "dataset.json").read_text())
+    dataset = _dataset_manifest(context)
     folder = artifacts.folder("generation", run_name)
     inputs = {"prompts": prompts[["user_id", "prompt"]], "bought": bought[["user_id", "item_id"]], "catalog": catalog[["item_id"]]}
     for name, frame in inputs.items():
         frame.to_parquet(folder / f"{name}.parquet", index=False)
     files = {flag: gpu_jobs.job_path(folder / name) for flag, name in GENERATION_FILES.items()}
     args = ["--engine-dir", gpu_jobs.job_path(engine["path"]), *(a for pair in files.items() for a in pair)]
-    args += config.job_args(dataset["serve_target_tokens"])
+    args += generation.job_args(dataset["serve_target_tokens"], keep_bought)
     reported = gpu_jobs.run(context, module="gpu_jobs.generate", args=args).get_materialize_result()
     job_metadata = {name: value.value for name, value in reported.metadata.items()}
     return pd.read_parquet(folder / GENERATION_FILES["--output"]), {**job_metadata, "model_version": engine["model_version"]}
+
+
+def _dataset_manifest(context: dg.AssetExecutionContext) -> dict:
+    return json.loads((latest_artifact(context.instance, PROMPT_DATASET) / "dataset.json").read_text())
+
+
+def repeat_policy(context: dg.AssetExecutionContext, warehouse: Warehouse, generation: GenerationSettings) -> tuple[bool, str]:
+    """Keep or drop already-bought items, from the configuration or from the training period's
+    repeat share (the same data for the product and the evaluation, so the same answer)."""
+    train_cutoff = _dataset_manifest(context)["split_dates"]["val_start"]
+    with warehouse.get_connection() as conn:
+        share = float(conn.execute(repeat_share_sql(), [train_cutoff]).fetchall()[0][0])
+    keep, reason = generation.keep_bought(share)
+    context.log.info(f"Repeat policy: {reason}")
+    return keep, reason
 
 
 def _prompts(context: dg.AssetExecutionContext, split: str) -> pd.DataFrame:
@@ -168,7 +151,7 @@ def _generation_metadata(job: dict, recommendations: pd.DataFrame, seconds: floa
     }
 
 
-def popularity_fallback(conn, user_ids: pd.Series, bought: pd.DataFrame, config: GenerationConfig) -> pd.DataFrame:
+def popularity_fallback(conn, user_ids: pd.Series, bought: pd.DataFrame, max_items: int, keep_bought: bool) -> pd.DataFrame:
     """The most-bought catalog items for each user (bought ones left out unless configured): what a
     shard serves before any model has passed the promotion gate, so a feed is never empty."""
     conn.register("fallback_users", pd.DataFrame({"user_id": user_ids.astype("int64")}))
@@ -182,7 +165,7 @@ def popularity_fallback(conn, user_ids: pd.Series, bought: pd.DataFrame, config:
                 ORDER BY buyers DESC, item_id LIMIT ?
             ), candidates AS (
                 SELECT u.user_id, p.item_id, p.buyers FROM fallback_users u CROSS JOIN popular p
-                {"" if config.include_bought else "ANTI JOIN fallback_bought b ON b.user_id = u.user_id AND b.item_id = p.item_id"}
+                {"" if keep_bought else "ANTI JOIN fallback_bought b ON b.user_id = u.user_id AND b.item_id = p.item_id"}
             ), ranked AS (
                 SELECT user_id, item_id, buyers::DOUBLE AS score,
                        row_number() OVER (PARTITION BY user_id ORDER BY buyers DESC, item_id) AS rank
@@ -190,7 +173,7 @@ def popularity_fallback(conn, user_ids: pd.Series, bought: pd.DataFrame, config:
             )
             SELECT user_id, rank::INTEGER AS rank, item_id, score FROM ranked WHERE rank <= ? ORDER BY user_id, rank
             """,
-            [config.max_items + int(bought.groupby("user_id").size().max() if len(bought) else 0), config.max_items],
+            [max_items + int(bought.groupby("user_id").size().max() if len(bought) else 0), max_items],
         ).df()
     finally:
         conn.unregister("fallback_users")
@@ -225,7 +208,7 @@ def _catalog_and_bought(warehouse: Warehouse, users_filter: str) -> tuple[pd.Dat
     ),
 )
 def user_recommendations(
-    context: dg.AssetExecutionContext, config: GenerationConfig, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore, warehouse: Warehouse
+    context: dg.AssetExecutionContext, generation: GenerationSettings, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     shard = shard_range(context.partition_key)
@@ -233,6 +216,7 @@ def user_recommendations(
     prompts = serve[serve["user_id"].between(shard.lo, shard.hi)]
     catalog, bought = _catalog_and_bought(warehouse, shard.sql_filter())
     context.log.info(f"Shard {context.partition_key}: {len(prompts)} users")
+    keep_bought, policy = repeat_policy(context, warehouse, generation)
     engine = promoted_engine_or_none(context.instance)
     if engine is None:
         context.log.warning(
@@ -240,16 +224,15 @@ def user_recommendations(
             f"{FALLBACK_VERSION} until one does."
         )
         with warehouse.get_connection() as conn:
-            recommendations = popularity_fallback(conn, prompts["user_id"], bought, config)
+            recommendations = popularity_fallback(conn, prompts["user_id"], bought, generation.max_items, keep_bought)
         job = {"model_version": FALLBACK_VERSION, "backend": "none", "users": len(prompts)}
     else:
         run_name = f"shard-{context.partition_key}"
-        recommendations, job = generate_for(context, engine, prompts, bought, catalog, run_name, config, gpu_jobs, artifacts)
+        recommendations, job = generate_for(context, engine, prompts, bought, catalog, run_name, generation, keep_bought, gpu_jobs, artifacts)
     with warehouse.get_connection() as conn:
         _replace_shard_rows(conn, recommendations, shard.sql_filter(), job["model_version"])
-    return dg.MaterializeResult(
-        metadata={**_generation_metadata(job, recommendations, time.perf_counter() - started), "shard_users": len(prompts)}
-    )
+    metadata = _generation_metadata(job, recommendations, time.perf_counter() - started)
+    return dg.MaterializeResult(metadata={**metadata, "shard_users": len(prompts), "repeat_policy": policy})
 
 
 @dg.asset(
@@ -260,25 +243,28 @@ def user_recommendations(
     kinds={"pytorch", "duckdb"},
     description=(
         "The fine-tuned LLM's recommendations for the test period: generated like the product's, from each "
-        "test user's prompt as of the test cut-off, into evaluation.recommendations (recommender 'llm'). Already "
-        "bought items stay in the list, as in the baselines."
+        "test user's prompt as of the test cut-off, into evaluation.recommendations (recommender 'llm'), with the "
+        "product's generation settings and repeat policy (the generation resource): the evaluation scores what is served."
     ),
 )
 def llm_test_recommendations(
-    context: dg.AssetExecutionContext, config: EvaluationGenerationConfig, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore, warehouse: Warehouse
+    context: dg.AssetExecutionContext, generation: GenerationSettings, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     test = _prompts(context, "test")
-    cutoff = pd.Timestamp(json.loads((latest_artifact(context.instance, PROMPT_DATASET) / "dataset.json").read_text())["split_dates"]["test_start"])
+    keep_bought, policy = repeat_policy(context, warehouse, generation)
+    cutoff = pd.Timestamp(_dataset_manifest(context)["split_dates"]["test_start"])
     catalog, bought = _catalog_and_bought(warehouse, f"ts < TIMESTAMP '{cutoff}'")
     challenger = latest_metadata(context.instance, INFERENCE_ENGINE)
-    recommendations, job = generate_for(context, challenger, test, bought, catalog, "evaluation-test", config, gpu_jobs, artifacts)
+    generate = partial(generate_for, context, prompts=test, bought=bought, catalog=catalog, generation=generation,
+                       keep_bought=keep_bought, gpu_jobs=gpu_jobs, artifacts=artifacts)  # fmt: skip
+    recommendations, job = generate(challenger, run_name="evaluation-test")
     # The model serving now, re-scored on the same period, is what the promotion gate compares with.
     serving = promoted_engine_or_none(context.instance)
     rescore = serving is not None and serving["model_version"] != challenger["model_version"]
     if rescore:
         context.log.info(f"Re-scoring the serving model {serving['model_version']} on the test period")
-        serving_recommendations, _ = generate_for(context, serving, test, bought, catalog, "evaluation-serving", config, gpu_jobs, artifacts)
+        serving_recommendations, _ = generate(serving, run_name="evaluation-serving")
     with warehouse.get_connection() as conn:
         write_recommendations(conn, "llm", recommendations)
         if rescore:
@@ -286,7 +272,8 @@ def llm_test_recommendations(
         else:
             delete_recommendations(conn, SERVING)
     metadata = _generation_metadata(job, recommendations, time.perf_counter() - started)
-    return dg.MaterializeResult(metadata={**metadata, "serving_model_version": serving["model_version"] if rescore else ""})
+    serving_version = serving["model_version"] if rescore else ""
+    return dg.MaterializeResult(metadata={**metadata, "serving_model_version": serving_version, "repeat_policy": policy})
 
 
 serving_assets = [inference_engine, user_recommendations, llm_test_recommendations]

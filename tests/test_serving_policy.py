@@ -1,0 +1,50 @@
+"""What serving generates: one setting for product and evaluation, the repeat policy, the fallback."""
+
+import duckdb
+import pandas as pd
+
+from recsys_assets.serving.assets import llm_test_recommendations, popularity_fallback, user_recommendations
+from resources.generation import GenerationSettings
+
+
+def test_product_and_evaluation_lists_come_from_one_generation_setting():
+    for asset in (user_recommendations, llm_test_recommendations):
+        assert "generation" in asset.required_resource_keys
+        # No run config of their own that could make the evaluated lists differ from the served ones.
+        assert not getattr(asset.op.config_schema.config_type, "fields", {})
+
+
+def test_the_fallback_serves_the_most_bought_items_without_the_users_own():
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA staging")
+    conn.execute("CREATE TABLE staging.stg_items AS SELECT * FROM range(1, 6) t(item_id)")
+    # Item 1: 3 buyers, item 2: 2, item 3: 1; item 9 is not in the catalog any more.
+    conn.execute(
+        "CREATE TABLE staging.fct_purchases AS SELECT * FROM (VALUES (10, 1), (11, 1), (12, 1), (10, 2), (11, 2), (12, 3), (10, 9), (11, 9), (12, 9), (13, 9))"
+        " t(user_id, item_id)"
+    )
+    bought = conn.execute("SELECT DISTINCT user_id, item_id FROM staging.fct_purchases").df()
+    lists = popularity_fallback(conn, pd.Series([10, 99]), bought, max_items=2, keep_bought=False)
+    by_user = lists.groupby("user_id")["item_id"].apply(list).to_dict()
+    assert by_user == {10: [3, 4], 99: [1, 2]}
+    kept = popularity_fallback(conn, pd.Series([10]), bought, max_items=2, keep_bought=True)
+    assert kept["item_id"].tolist() == [1, 2] and kept["rank"].tolist() == [1, 2]
+
+
+def test_the_repeat_policy_follows_the_data_unless_configured():
+    assert GenerationSettings().keep_bought(0.31) == (True, "auto: keep bought items (repeat share 0.310 >= 0.15)")
+    assert GenerationSettings().keep_bought(0.04)[0] is False
+    assert GenerationSettings(include_bought=False).keep_bought(0.9) == (False, "configured: include_bought=False")
+
+
+def test_the_repeat_share_counts_recent_purchases_the_user_made_before():
+    from resources.generation import repeat_share_sql
+
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA staging")
+    # Before the 28-day window: user 1 bought item 7. In it: items 7 (a repeat) and 8 (new); after the cut-off: ignored.
+    conn.execute(
+        "CREATE TABLE staging.fct_purchases AS SELECT user_id, item_id, ts::TIMESTAMP AS ts FROM (VALUES "
+        "(1, 7, '2026-01-01'), (1, 7, '2026-02-20'), (1, 8, '2026-02-21'), (1, 9, '2026-03-05')) t(user_id, item_id, ts)"
+    )
+    assert conn.execute(repeat_share_sql(), ["2026-03-01"]).fetchall()[0][0] == 0.5
