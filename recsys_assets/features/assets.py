@@ -16,7 +16,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from partitions import daily_partitions
 from resources.dbt import dbt_project
-from resources.warehouse import WAREHOUSE_POOL
+from resources.warehouse import WAREHOUSE_POOL, Warehouse
 
 
 # The team that owns each dbt schema; the schema is also the Dagster group (staging
@@ -57,11 +57,12 @@ translator = RecsysDbtTranslator()
     pool=WAREHOUSE_POOL,
     name="dbt_daily_models",
 )
-def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
     window = context.partition_time_window
     days = {"min_date": window.start.date().isoformat(), "max_date": (window.end - timedelta(days=1)).date().isoformat()}
     context.log.info(f"dbt build for days {days['min_date']} .. {days['max_date']}")
-    yield from dbt.cli(["build", "--vars", json.dumps(days)], context=context).stream()
+    with warehouse.lock_for_dbt(dbt.target):
+        yield from dbt.cli(["build", "--vars", json.dumps(days)], context=context).stream()
 
 
 @dbt_assets(
@@ -71,8 +72,9 @@ def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     pool=WAREHOUSE_POOL,
     name="dbt_feature_models",
 )
-def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    yield from dbt.cli(["build"], context=context).stream()
+def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+    with warehouse.lock_for_dbt(dbt.target):
+        yield from dbt.cli(["build"], context=context).stream()
 
 
 feature_assets = [dbt_daily_models, dbt_feature_models]

@@ -12,7 +12,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from recsys_assets.features.assets import translator
 from recsys_assets.marts.checks import mart_checks
 from resources.dbt import dbt_project
-from resources.warehouse import WAREHOUSE_POOL
+from resources.warehouse import WAREHOUSE_POOL, Warehouse
 
 
 @dbt_assets(
@@ -22,8 +22,9 @@ from resources.warehouse import WAREHOUSE_POOL
     pool=WAREHOUSE_POOL,
     name="dbt_marts",
 )
-def dbt_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    yield from dbt.cli(["build"], context=context).stream()
+def dbt_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+    with warehouse.lock_for_dbt(dbt.target):
+        yield from dbt.cli(["build"], context=context).stream()
 
 
 RECOMMENDATIONS = dg.AssetKey(["serving", "user_recommendations"])
