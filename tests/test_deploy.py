@@ -167,6 +167,28 @@ def test_helm_and_the_plain_instance_give_run_pods_the_same_environment(deployme
     assert launcher["resources"] == values["runLauncher"]["config"]["k8sRunLauncher"]["resources"]
 
 
+# The chart's dagsterDaemon.runMonitoring keys and the instance keys its template renders them to.
+CHART_RUN_MONITORING = {
+    "enabled": "enabled",
+    "startTimeoutSeconds": "start_timeout_seconds",
+    "pollIntervalSeconds": "poll_interval_seconds",
+    "maxResumeRunAttempts": "max_resume_run_attempts",
+    "freeSlotsAfterRunEndSeconds": "free_slots_after_run_end_seconds",
+}
+
+
+def test_helm_and_the_plain_instance_monitor_runs_alike(values):
+    """A crashed run is marked failed and its pool slots freed, whichever way the instance is deployed."""
+    chart = values["dagsterDaemon"]["runMonitoring"]
+    instance = load_yaml(DEPLOY / "dagster.yaml")["run_monitoring"]
+    assert set(chart) == set(CHART_RUN_MONITORING)
+    assert {CHART_RUN_MONITORING[key]: value for key, value in chart.items()} == instance
+    assert instance["enabled"] and instance["free_slots_after_run_end_seconds"] > 0
+    # A killed run must free the warehouse pool within a minute: detected, then its slots freed.
+    assert instance["poll_interval_seconds"] * 2 + instance["free_slots_after_run_end_seconds"] <= 60
+    assert instance["max_resume_run_attempts"] == 0  # the run retry policy, not a resume, reruns it
+
+
 # ---------------------------------------------------------------- GPU pods
 
 
