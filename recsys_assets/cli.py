@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from resources import settings
+from synthetic_marketplace.shapes import SHAPES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,18 +57,38 @@ def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     parser.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="landing file format")
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="default",
+        help="how often users buy an item again: default (about a third of a period's purchases are repeats), "
+        "grocery (staples bought every 1-3 weeks in small baskets dominate), durable (infrequent purchases, "
+        "almost never the same item twice; complements and category tastes predict the next one)",
+    )
 
 
 def generate_landing(args: argparse.Namespace, landing: Path) -> None:
     from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
+    from synthetic_marketplace.shapes import repeat_share
 
     spec = MarketplaceSpec(
-        users=args.users, items=args.items, days=args.days, end_date=args.end_date, seed=args.seed, file_format=args.format
+        users=args.users,
+        items=args.items,
+        days=args.days,
+        end_date=args.end_date,
+        seed=args.seed,
+        file_format=args.format,
+        shape=args.shape,
     )
     started = time.perf_counter()
-    counts = write_landing(generate(spec), spec, landing)
+    market = generate(spec)
+    counts = write_landing(market, spec, landing)
     summary = ", ".join(f"{n:,} {name}" for name, n in counts.items())
-    print(f"Synthetic marketplace {spec.start_date}..{spec.end_date} in {landing}: {summary} ({time.perf_counter() - started:.1f}s)")
+    repeats = repeat_share(market.purchases, spec.days)
+    print(
+        f"Synthetic {spec.shape} marketplace {spec.start_date}..{spec.end_date} in {landing}: {summary}; "
+        f"{repeats:.0%} of the last 14 days' purchases are repeats ({time.perf_counter() - started:.1f}s)"
+    )
 
 
 def run_all(args: argparse.Namespace) -> None:

@@ -14,20 +14,25 @@ can check that the platform recovers it; the platform itself never reads ``_trut
 - **Wishlist and cart funnels.** Many purchases are wishlisted days before and put in the
   cart hours before; some carts and wishlists are abandoned (so current carts exist).
 
+The *shape* (``MarketplaceSpec.shape``) sets how often users buy an item again: ``default``
+(about a third of a period's purchases are repeats), ``grocery`` (staples bought every few
+weeks dominate) or ``durable`` (almost never the same item twice); see ``shapes.py``.
+
 Ids are opaque 7-9 digit integers drawn at random: not dense and not in order of
 appearance, like real marketplace ids.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-SECONDS_PER_DAY = 86_400
+from synthetic_marketplace.sampling import SECONDS_PER_DAY, sample_items, sample_rows, sessions, with_bundles
+from synthetic_marketplace.shapes import SHAPES, durable_purchases, grocery_purchases
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,11 @@ class MarketplaceSpec:
     # current taste): marketplace wishlists and carts hold many such items.
     open_intents_per_user: float = 8.0
     file_format: str = "parquet"
+    shape: str = "default"  # one of shapes.SHAPES
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"Unknown marketplace shape {self.shape!r}: choose one of {', '.join(SHAPES)}.")
 
     @property
     def start_date(self) -> date:
@@ -64,6 +74,7 @@ class Marketplace:
     cart: pd.DataFrame
     truth_users: pd.DataFrame
     truth_items: pd.DataFrame
+    truth_extra: dict[str, pd.DataFrame] = field(default_factory=dict)  # a shape's own truth, e.g. grocery staples
 
 
 def opaque_ids(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -82,7 +93,8 @@ def generate(spec: MarketplaceSpec) -> Marketplace:
     items, item_group, item_members = _items(rng, spec)
     personas = _personas(rng, spec)
     users, persona_a, persona_b, activity = _users(rng, spec, personas)
-    purchases = _purchases(rng, spec, items, item_group, item_members, personas, persona_a, persona_b, activity)
+    shape_purchases = {"default": _purchases, "grocery": grocery_purchases, "durable": durable_purchases}[spec.shape]
+    purchases, truth_extra = shape_purchases(rng, spec, items, item_group, item_members, personas, persona_a, persona_b, activity)
     wishlist, cart = _funnel_events(rng, spec, items, personas, persona_a, persona_b, purchases)
 
     user_ids = users["user_id"].to_numpy()
@@ -110,7 +122,14 @@ def generate(spec: MarketplaceSpec) -> Marketplace:
         cart=cart,
         truth_users=truth_users,
         truth_items=truth_items,
+        truth_extra={name: _truth_with_ids(frame, user_ids, item_ids) for name, frame in truth_extra.items()},
     )
+
+
+def _truth_with_ids(frame: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
+    """A truth table keyed by user and item indexes, with the landing ids instead."""
+    ids = {"user_id": user_ids[frame["user"].to_numpy()], "item_id": item_ids[frame["item"].to_numpy()]}
+    return pd.DataFrame(ids).join(frame.drop(columns=["user", "item"]).reset_index(drop=True))
 
 
 def _fill_empty_categories(rng: np.random.Generator, category_index: np.ndarray, categories: int) -> np.ndarray:
@@ -187,9 +206,9 @@ def _users(rng: np.random.Generator, spec: MarketplaceSpec, personas):
         + 2.0 * np.exp(-(((age[:, None] - personas["age_center"][None, :]) / 10.0) ** 2))
     )
     probabilities = affinity / affinity.sum(axis=1, keepdims=True)
-    persona_a = _sample_rows(rng, probabilities)
+    persona_a = sample_rows(rng, probabilities)
     # Half the users keep their persona; the rest drift to another one.
-    persona_b = np.where(rng.random(n) < 0.5, persona_a, _sample_rows(rng, probabilities))
+    persona_b = np.where(rng.random(n) < 0.5, persona_a, sample_rows(rng, probabilities))
     activity = rng.lognormal(0.0, 0.6, size=n)
     activity *= spec.purchases_per_user / activity.mean()
 
@@ -206,76 +225,14 @@ def _users(rng: np.random.Generator, spec: MarketplaceSpec, personas):
     return users, persona_a, persona_b, activity
 
 
-def _sample_rows(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
-    """One categorical draw per row of a probability matrix."""
-    cumulative = probabilities.cumsum(axis=1)
-    draws = rng.random(len(probabilities))[:, None]
-    return np.minimum((draws > cumulative).sum(axis=1), probabilities.shape[1] - 1)
-
-
-def _item_choice_tables(spec: MarketplaceSpec, items: pd.DataFrame):
-    """For every (category, price level): candidate items and their choice probabilities."""
-    zipf_rank = items.groupby("category_index").cumcount().to_numpy() + 1
-    popularity = 1.0 / zipf_rank**1.1
-    tables = {}
-    for category, frame in items.groupby("category_index"):
-        index = frame.index.to_numpy()
-        for level in range(spec.price_levels):
-            affinity = np.exp(-1.2 * np.abs(frame["price_level"].to_numpy() - level))
-            weights = popularity[index] * affinity
-            tables[(category, level)] = (index, weights / weights.sum())
-    return tables
-
-
-def _sample_items(rng, spec, items, categories: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    tables = _item_choice_tables(spec, items)
-    chosen = np.empty(len(categories), dtype=np.int64)
-    keys = categories * spec.price_levels + levels
-    for key in np.unique(keys):
-        rows = np.flatnonzero(keys == key)
-        index, probabilities = tables[(key // spec.price_levels, key % spec.price_levels)]
-        chosen[rows] = rng.choice(index, size=len(rows), p=probabilities)
-    return chosen
-
-
-def _sessions(rng, spec, personas, persona_a, persona_b, per_user_rate):
-    """Shopping sessions: (user, second since start, category, price level)."""
-    counts = rng.poisson(per_user_rate)
-    user = np.repeat(np.arange(spec.users), counts)
-    seconds = rng.random(len(user)) * spec.days * SECONDS_PER_DAY
-    drift = seconds / (spec.days * SECONDS_PER_DAY)
-    persona = np.where(rng.random(len(user)) < drift, persona_b[user], persona_a[user])
-    slot = _sample_rows(rng, personas["weights"][persona])
-    category = personas["categories"][persona, slot]
-    # Price level: the persona's level, nudged by one step now and then.
-    level = np.clip(personas["price_level"][persona] + rng.choice([-1, 0, 0, 0, 1], size=len(user)), 0, spec.price_levels - 1)
-    return user, seconds, category, level
-
-
 def _purchases(rng, spec, items, item_group, item_members, personas, persona_a, persona_b, activity) -> pd.DataFrame:
+    """The default shape: taste-driven sessions, some pulling in a group mate within hours;
+    no truth of its own beyond users and items."""
     expected_sessions = activity / (1 + spec.bundle_probability * 1.5)
-    user, seconds, category, level = _sessions(rng, spec, personas, persona_a, persona_b, expected_sessions)
-    item = _sample_items(rng, spec, items, category, level)
-
-    # Bundles: some purchases pull in a group mate within a few hours.
-    bundled = np.flatnonzero(rng.random(len(item)) < spec.bundle_probability)
-    group_sizes = np.array([len(item_members[g]) for g in item_group[item[bundled]]])
-    has_mate = group_sizes > 1
-    bundled, group_sizes = bundled[has_mate], group_sizes[has_mate]
-    mates = np.array(
-        [item_members[item_group[item[b]]][k] for b, k in zip(bundled, (rng.random(len(bundled)) * group_sizes).astype(int))],
-        dtype=np.int64,
-    )
-    keep = mates != item[bundled]
-    extra = pd.DataFrame(
-        {
-            "user": user[bundled][keep],
-            "item": mates[keep],
-            "seconds": np.minimum(seconds[bundled][keep] + rng.uniform(60, 6 * 3600, keep.sum()), spec.days * SECONDS_PER_DAY - 1),
-        }
-    )
-    purchases = pd.concat([pd.DataFrame({"user": user, "item": item, "seconds": seconds}), extra], ignore_index=True)
-    return purchases.sort_values("seconds", kind="stable").reset_index(drop=True)
+    user, seconds, category, level = sessions(rng, spec, personas, persona_a, persona_b, expected_sessions)
+    item = sample_items(rng, spec, items, category, level)
+    purchases = pd.DataFrame({"user": user, "item": item, "seconds": seconds})
+    return with_bundles(rng, spec, purchases, item_group, item_members, spec.bundle_probability, (60, 6 * 3600)), {}
 
 
 def _funnel_events(rng, spec, items, personas, persona_a, persona_b, purchases: pd.DataFrame):
@@ -300,8 +257,8 @@ def _funnel_events(rng, spec, items, personas, persona_a, persona_b, purchases: 
     # Never-bought intent follows the user's taste at the time it was added (drifting like
     # purchases), so a current cart or wishlist points to what the user is into now.
     rate = np.full(spec.users, spec.open_intents_per_user)
-    user, seconds, category, level = _sessions(rng, spec, personas, persona_a, persona_b, rate)
-    abandoned = pd.DataFrame({"user": user, "item": _sample_items(rng, spec, items, category, level), "seconds": seconds - 1})
+    user, seconds, category, level = sessions(rng, spec, personas, persona_a, persona_b, rate)
+    abandoned = pd.DataFrame({"user": user, "item": sample_items(rng, spec, items, category, level), "seconds": seconds - 1})
     to_wishlist = rng.random(len(abandoned)) < 0.5
     wishlist = pd.concat([wishlist, abandoned[to_wishlist]], ignore_index=True)
     cart = pd.concat([cart, abandoned[~to_wishlist]], ignore_index=True)
@@ -341,6 +298,8 @@ def write_landing(market: Marketplace, spec: MarketplaceSpec, landing: Path) -> 
     truth.mkdir(exist_ok=True)
     market.truth_users.to_parquet(truth / "users.parquet", index=False)
     market.truth_items.to_parquet(truth / "items.parquet", index=False)
+    for name, frame in market.truth_extra.items():
+        frame.to_parquet(truth / f"{name}.parquet", index=False)
     return counts
 
 
