@@ -55,7 +55,9 @@ def sessions(rng, spec, personas, persona_a, persona_b, per_user_rate):
     return user, seconds, category, level
 
 
-def with_bundles(rng, spec, purchases: pd.DataFrame, item_group, item_members, probability: float, delay_seconds: tuple[float, float]) -> pd.DataFrame:
+def with_bundles(
+    rng, spec, purchases: pd.DataFrame, item_group, item_members, probability: float, delay_seconds: tuple[float, float]
+) -> pd.DataFrame:
     """``purchases`` plus, for a share ``probability`` of them, a co-purchase of a group mate
     bought ``delay_seconds`` later (hours for an accessory in the same order, weeks for a
     complement bought after the main item); sorted by time."""

@@ -109,7 +109,8 @@ def _staple_due_times(rng, staples: pd.DataFrame) -> pd.DataFrame:
     k = np.arange(len(row)) - np.repeat(np.cumsum(occurrences) - occurrences, occurrences)
     seconds = phase[row] + k * period[row] + rng.normal(0, 0.1, len(row)) * period[row]
     kept = (rng.random(len(row)) >= GROCERY.skip_probability) & (seconds < end[row])
-    return pd.DataFrame({"user": staples["user"].to_numpy()[row][kept], "item": staples["item"].to_numpy()[row][kept], "seconds": seconds[kept]})
+    user, item = staples["user"].to_numpy()[row], staples["item"].to_numpy()[row]
+    return pd.DataFrame({"user": user[kept], "item": item[kept], "seconds": seconds[kept]})
 
 
 def _next_trip(rng, spec, user: np.ndarray, seconds: np.ndarray) -> np.ndarray:

@@ -49,10 +49,9 @@ def test_repeat_share_of_the_test_period_fits_the_shape(markets, shape, low, hig
 
 
 def test_repeat_shares_keep_their_order_on_a_small_marketplace():
-    shares = {
-        shape: repeat_share(generate(spec := MarketplaceSpec(users=400, items=300, days=90, end_date=END, seed=3, shape=shape)).purchases, spec.days)
-        for shape in ("grocery", "default", "durable")
-    }
+    small = {"users": 400, "items": 300, "days": 90, "end_date": END, "seed": 3}
+    specs = {shape: MarketplaceSpec(**small, shape=shape) for shape in ("grocery", "default", "durable")}
+    shares = {shape: repeat_share(generate(spec).purchases, spec.days) for shape, spec in specs.items()}
     assert shares["grocery"] >= 0.6 and shares["durable"] <= 0.05
     assert shares["grocery"] > shares["default"] > shares["durable"]
 
