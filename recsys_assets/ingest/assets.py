@@ -2,7 +2,8 @@
 
 Users and items are snapshots (replaced whole); purchases, wishlist and cart events are
 partitioned by day (a partition replaces exactly its day). A backfill of many days runs as
-one run that loads the days one transaction at a time.
+one run that loads the days one transaction at a time. A load that would shrink a table or a
+day by surprise fails before it changes anything (``allow_shrink`` accepts it).
 """
 
 
@@ -10,16 +11,34 @@ import time
 from datetime import date
 
 import dagster as dg
+from pydantic import Field
 
 from partitions import daily_partitions
 from recsys_assets.ingest.loading import LoadResult, ensure_raw_schema, load_event_day, load_snapshot
-from resources.landing import EVENT_TABLES, SNAPSHOT_TABLES, LandingZone
+from recsys_assets.ingest.shrink import ShrinkGuard
+from resources.landing import EVENT_TABLES, SKIPPED_LISTED, SNAPSHOT_TABLES, LandingZone
 from resources.warehouse import WAREHOUSE_POOL, Warehouse
 
 OWNERS = ["team:data-platform"]
 # Share of quarantined rows above which the ingest check warns: a few bad rows are normal
 # in marketplace exports, a sudden jump usually means a broken export job upstream.
 QUARANTINE_WARN_SHARE = 0.05
+# Above this share the export is broken rather than noisy: the check fails as an error.
+QUARANTINE_ERROR_SHARE = 0.5
+
+
+class IngestConfig(dg.Config):
+    allow_shrink: bool = Field(
+        default=False,
+        description="Accept a replace that empties the source or loses more than max_shrink_share of the valid rows "
+        "(a deliberate shrink); it is logged and named in the metadata.",
+    )
+    max_shrink_share: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="Largest share of a table's or a day's valid rows a replace may lose."
+    )
+
+    def guard(self, landing: LandingZone) -> ShrinkGuard:
+        return ShrinkGuard(self.allow_shrink, self.max_shrink_share, tuple(landing.skipped_files()))
 
 _DESCRIPTIONS = {
     "users": "User attributes snapshot (gender, age, geo), validated; bad rows in raw.quarantine.",
@@ -34,11 +53,29 @@ def _quarantine_check(table: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         "quarantine_share",
         asset=dg.AssetKey(["raw", table]),
-        description=f"Warns when more than {QUARANTINE_WARN_SHARE:.0%} of the rows read were quarantined.",
+        description=f"Warns when more than {QUARANTINE_WARN_SHARE:.0%} of the rows read were quarantined, "
+        f"an error above {QUARANTINE_ERROR_SHARE:.0%}.",
     )
 
 
-def _materialization(results: list[LoadResult], table: str, conn, started: float, where: str) -> dg.MaterializeResult:
+def _skipped_metadata(landing: LandingZone) -> dg.MetadataValue:
+    skipped = landing.skipped_files()
+    listed = dict(list(skipped.items())[:SKIPPED_LISTED])
+    if len(skipped) > SKIPPED_LISTED:
+        listed["..."] = f"{len(skipped) - SKIPPED_LISTED} more"
+    return dg.MetadataValue.json(listed)
+
+
+def _log_load(context: dg.AssetExecutionContext, result: LoadResult) -> None:
+    if result.shrink_accepted:
+        context.log.warning(f"raw.{result.table} {result.partition_key}: shrink accepted (allow_shrink): {result.shrink_accepted}")
+    for column, how in result.coerced_columns.items():
+        context.log.info(f"{column}: coerced {how}")
+
+
+def _materialization(
+    results: list[LoadResult], table: str, conn, started: float, where: str, landing: LandingZone
+) -> dg.MaterializeResult:
     read = sum(r.rows_read for r in results)
     quarantined = sum(r.rows_quarantined for r in results)
     by_rule: dict[str, int] = {}
@@ -55,6 +92,10 @@ def _materialization(results: list[LoadResult], table: str, conn, started: float
             "rows_quarantined": quarantined,
             "quarantined_by_rule": dg.MetadataValue.json(by_rule),
             "files_read": sum(r.files for r in results),
+            "skipped_files": _skipped_metadata(landing),
+            "coerced_columns": dg.MetadataValue.json({k: v for r in results for k, v in r.coerced_columns.items()}),
+            "shrinks_accepted": dg.MetadataValue.json({r.partition_key: r.shrink_accepted for r in results if r.shrink_accepted}),
+            "source_timezone": landing.zone,
             "partitions_loaded": len(results),
             "seconds": round(time.perf_counter() - started, 2),
             "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
@@ -63,7 +104,7 @@ def _materialization(results: list[LoadResult], table: str, conn, started: float
             dg.AssetCheckResult(
                 check_name="quarantine_share",
                 passed=share <= QUARANTINE_WARN_SHARE,
-                severity=dg.AssetCheckSeverity.WARN,
+                severity=dg.AssetCheckSeverity.ERROR if share > QUARANTINE_ERROR_SHARE else dg.AssetCheckSeverity.WARN,
                 metadata={"share": round(share, 4), "rows_quarantined": quarantined, "rows_read": read},
             )
         ],
@@ -80,13 +121,16 @@ def build_snapshot_asset(table: str) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         check_specs=[_quarantine_check(table)],
     )
-    def snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, landing: LandingZone) -> dg.MaterializeResult:
+    def snapshot(
+        context: dg.AssetExecutionContext, config: IngestConfig, warehouse: Warehouse, landing: LandingZone
+    ) -> dg.MaterializeResult:
         started = time.perf_counter()
         with warehouse.get_connection() as conn:
             ensure_raw_schema(conn)
-            result = load_snapshot(conn, table, landing.files(table))
+            result = load_snapshot(conn, table, landing.files(table), landing.zone, config.guard(landing))
+            _log_load(context, result)
             context.log.info(f"raw.{table}: {result.rows_loaded} rows loaded, {result.rows_quarantined} quarantined")
-            return _materialization([result], table, conn, started, where="true")
+            return _materialization([result], table, conn, started, where="true", landing=landing)
 
     return snapshot
 
@@ -104,18 +148,23 @@ def build_event_asset(table: str) -> dg.AssetsDefinition:
         deps=[dg.AssetKey(["raw", snapshot]) for snapshot in SNAPSHOT_TABLES],
         check_specs=[_quarantine_check(table)],
     )
-    def events(context: dg.AssetExecutionContext, warehouse: Warehouse, landing: LandingZone) -> dg.MaterializeResult:
+    def events(
+        context: dg.AssetExecutionContext, config: IngestConfig, warehouse: Warehouse, landing: LandingZone
+    ) -> dg.MaterializeResult:
         started = time.perf_counter()
         days = [date.fromisoformat(key) for key in context.partition_keys]
-        results = []
+        first, last = (date.fromisoformat(key) for key in (daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()))
+        guard, results = config.guard(landing), []
         with warehouse.get_connection() as conn:
             ensure_raw_schema(conn)
             for done, day in enumerate(days, start=1):
-                results.append(load_event_day(conn, table, landing.files_for_day(table, day), day))
+                files = landing.files_for_day(table, day, first, last)
+                results.append(load_event_day(conn, table, files, day, (first, last), landing.zone, guard))
+                _log_load(context, results[-1])
                 if done == len(days) or done % max(1, len(days) // 10) == 0:
                     context.log.info(f"raw.{table}: {done}/{len(days)} days loaded (last: {day})")
             where = f"event_date BETWEEN DATE '{days[0]}' AND DATE '{days[-1]}'"
-            return _materialization(results, table, conn, started, where=where)
+            return _materialization(results, table, conn, started, where=where, landing=landing)
 
     return events
 

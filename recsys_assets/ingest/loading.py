@@ -5,9 +5,10 @@ Pure functions over a DuckDB connection, so tests can drive them without Dagster
 Every input row ends up in exactly one place: the raw table, or ``raw.quarantine`` with the
 rule it broke and a message naming file, column, row and value. A day (or a snapshot) is
 replaced inside one transaction, so a crash never leaves half a partition and re-running
-replaces rather than appends. Contract breaks that no row-level quarantine can express (an
-unreadable file, a missing required column, an event whose day cannot be told) raise
-``LandingDataError`` instead.
+replaces rather than appends; a replace that would shrink it by surprise stops first
+(shrink.py). Contract breaks that no row-level quarantine can express (an unreadable file, a
+missing required column, a float column that is not whole numbers, an event whose day cannot
+be told) raise ``LandingDataError`` instead.
 """
 
 from __future__ import annotations
@@ -18,68 +19,11 @@ from datetime import date
 
 import duckdb
 
-from resources.landing import LandingDataError, LandingFile, load_as_text
+from recsys_assets.ingest.column_types import coerce_float_integer_columns
+from recsys_assets.ingest.contracts import CONTRACTS, SQL_TYPES, TableContract, value_rules
+from recsys_assets.ingest.shrink import RowCounts, ShrinkGuard, shrink_problem
+from resources.landing import LandingDataError, LandingFile, load_as_text, source_timezone
 
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str  # id | int | float | timestamp | text
-    required: bool = True  # must the column be present in the file
-    nullable: bool = False
-    minimum: float | None = None
-    maximum: float | None = None
-
-
-@dataclass(frozen=True)
-class TableContract:
-    name: str
-    columns: tuple[Column, ...]
-    key: tuple[str, ...]  # a second row with the same key is a duplicate
-    references: tuple[tuple[str, str], ...] = ()  # (column, snapshot table) that must know it
-
-    def column(self, name: str) -> Column:
-        return next(c for c in self.columns if c.name == name)
-
-
-_EVENT_KEYS = (Column("user_id", "id"), Column("item_id", "id"), Column("ts", "timestamp"))
-_EVENT_REFERENCES = (("user_id", "users"), ("item_id", "items"))
-
-CONTRACTS = {
-    "users": TableContract(
-        "users",
-        (
-            Column("user_id", "id"),
-            Column("gender", "int", required=False, nullable=True),
-            Column("age", "int", required=False, nullable=True, minimum=0, maximum=120),
-            Column("geo", "text", required=False, nullable=True),
-        ),
-        key=("user_id",),
-    ),
-    "items": TableContract(
-        "items",
-        (
-            Column("item_id", "id"),
-            Column("category_id", "text", required=False, nullable=True),
-            Column("price", "float", required=False, nullable=True, minimum=0),
-        ),
-        key=("item_id",),
-    ),
-    "purchases": TableContract(
-        "purchases",
-        (
-            *_EVENT_KEYS,
-            Column("price", "float", required=False, nullable=True, minimum=0),
-            Column("quantity", "int", required=False, nullable=True, minimum=1),
-        ),
-        key=("user_id", "item_id", "ts"),
-        references=_EVENT_REFERENCES,
-    ),
-    "wishlist": TableContract("wishlist", _EVENT_KEYS, key=("user_id", "item_id", "ts"), references=_EVENT_REFERENCES),
-    "cart": TableContract("cart", _EVENT_KEYS, key=("user_id", "item_id", "ts"), references=_EVENT_REFERENCES),
-}
-
-_SQL_TYPES = {"id": "BIGINT", "int": "INTEGER", "float": "DOUBLE", "timestamp": "TIMESTAMP", "text": "VARCHAR"}
 _LINEAGE = "_source_file VARCHAR, _source_row BIGINT, _loaded_at TIMESTAMP"
 
 
@@ -91,6 +35,8 @@ class LoadResult:
     rows_read: int
     rows_loaded: int
     quarantined_by_rule: Counter = field(default_factory=Counter)
+    coerced_columns: dict[str, str] = field(default_factory=dict)
+    shrink_accepted: str | None = None
 
     @property
     def rows_quarantined(self) -> int:
@@ -101,7 +47,7 @@ def ensure_raw_schema(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for contract in CONTRACTS.values():
         event_date = "event_date DATE, " if contract.name not in ("users", "items") else ""
-        columns = ", ".join(f"{c.name} {_SQL_TYPES[c.kind]}" for c in contract.columns)
+        columns = ", ".join(f"{c.name} {SQL_TYPES[c.kind]}" for c in contract.columns)
         conn.execute(f"CREATE TABLE IF NOT EXISTS raw.{contract.name} ({event_date}{columns}, {_LINEAGE})")
     conn.execute(
         "CREATE TABLE IF NOT EXISTS raw.quarantine (source_table VARCHAR, partition_key VARCHAR, source_file VARCHAR, "
@@ -109,103 +55,96 @@ def ensure_raw_schema(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def load_snapshot(conn: duckdb.DuckDBPyConnection, table: str, files: list[LandingFile]) -> LoadResult:
+def load_snapshot(conn, table: str, files: list[LandingFile], zone: str, guard: ShrinkGuard) -> LoadResult:
     """Replace ``raw.<table>`` with the validated contents of the snapshot files."""
     contract = CONTRACTS[table]
-    _stage(conn, contract, files)
+    coerced = _stage(conn, contract, files, zone, partition_key="snapshot")
     _flag_duplicates(conn, contract)
-    return _replace(conn, contract, files, partition_key="snapshot", where="true", event_date=None)
+    scope = "partition_key = 'snapshot'"
+    return _replace(conn, contract, files, "snapshot", where="true", scope=scope, guard=guard, coerced=coerced)
 
 
-def load_event_day(conn: duckdb.DuckDBPyConnection, table: str, files: list[LandingFile], day: date) -> LoadResult:
-    """Replace the rows of ``day`` in ``raw.<table>`` with the day's validated events."""
+def load_event_day(
+    conn, table: str, files: list[LandingFile], day: date, partitions: tuple[date, date], zone: str, guard: ShrinkGuard
+) -> LoadResult:
+    """Replace the rows of ``day`` in ``raw.<table>`` with the day's validated events.
+
+    ``partitions`` is the first and last daily partition: rows of days outside it are
+    quarantined by the load of the nearer end, under their own day as partition key.
+    """
     contract = CONTRACTS[table]
-    _stage(conn, contract, files)
-    _keep_rows_of_day(conn, files, day)
+    coerced = _stage(conn, contract, files, zone, partition_key=day.isoformat())
+    _route_rows_to_day(conn, day, *partitions)
     _flag_unknown_references(conn, contract)
     _flag_duplicates(conn, contract)
-    return _replace(conn, contract, files, partition_key=day.isoformat(), where=f"event_date = DATE '{day}'", event_date=day)
+    scope = _quarantine_scope(day, *partitions)
+    where = f"event_date = DATE '{day}'"
+    return _replace(conn, contract, files, day.isoformat(), where=where, scope=scope, guard=guard, coerced=coerced, event_date=day)
 
 
-def _typed(column: Column, qualifier: str = "") -> str:
-    return f"TRY_CAST(trim({qualifier}{column.name}) AS {_SQL_TYPES[column.kind]})"
-
-
-def _value_rules(column: Column) -> list[tuple[str, str, str]]:
-    """(condition, rule, message SQL) for the values of one column, in order of precedence."""
-    c, typed, shown = column.name, _typed(column), f"'''' || {column.name} || ''''"
-    rules = []
-    if not column.nullable:
-        rules.append((f"{c} IS NULL OR trim({c}) = ''", f"missing {c}", f"'{c} is missing'"))
-    not_null = f"{c} IS NOT NULL AND trim({c}) <> ''"
-    if column.kind == "id":
-        pattern = f"NOT regexp_full_match(trim({c}), '-?[0-9]{{1,19}}') OR {typed} IS NULL"
-        rules.append((f"{not_null} AND ({pattern})", f"bad {c}", f"'{c} is not a 64-bit integer: ' || {shown}"))
-    elif column.kind == "int":
-        pattern = f"NOT regexp_full_match(trim({c}), '-?[0-9]+') OR {typed} IS NULL"
-        rules.append((f"{not_null} AND ({pattern})", f"bad {c}", f"'{c} is not an integer: ' || {shown}"))
-    elif column.kind in ("float", "timestamp"):
-        what = "a number" if column.kind == "float" else "a timestamp"
-        rules.append((f"{not_null} AND {typed} IS NULL", f"bad {c}", f"'{c} is not {what}: ' || {shown}"))
-    if column.minimum is not None:
-        too_low = "negative" if column.minimum == 0 else f"below {column.minimum:g}"
-        rules.append((f"{typed} < {column.minimum}", f"{too_low} {c}", f"'{c} is {too_low}: ' || {c}"))
-    if column.maximum is not None:
-        too_high = f"above {column.maximum:g}"
-        rules.append((f"{typed} > {column.maximum}", f"{c} {too_high}", f"'{c} is {too_high}: ' || {c}"))
-    return rules
-
-
-def _stage(conn: duckdb.DuckDBPyConnection, contract: TableContract, files: list[LandingFile]) -> None:
-    """Temp table ``staged``: the files' rows as text, with the first broken value rule per row."""
+def _stage(conn, contract: TableContract, files: list[LandingFile], zone: str, partition_key: str) -> dict[str, str]:
+    """Temp table ``staged``: the files' rows as text, typed once, with the first broken value rule per row."""
     load_as_text(conn, files, {c.name: c.required for c in contract.columns}, view="landing_text")
-    rules = [rule for column in contract.columns for rule in _value_rules(column)]
+    coerced = coerce_float_integer_columns(conn, "landing_text", contract.integer_columns)
+    typed = ", ".join(f"{c.typed_sql()} AS {c.typed}" for c in contract.columns)
+    with source_timezone(conn, zone):  # text timestamps without an offset are in the source zone
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE landing_typed AS SELECT *, {typed} FROM landing_text")
+    rules = [rule for column in contract.columns for rule in value_rules(column)]
     rule_case = "CASE " + " ".join(f"WHEN {cond} THEN '{name}'" for cond, name, _ in rules) + " END"
     reason_case = "CASE " + " ".join(f"WHEN {cond} THEN {message}" for cond, _, message in rules) + " END"
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE staged AS SELECT *, {rule_case} AS _rule, {reason_case} AS _reason FROM landing_text")
-    conn.execute("DROP TABLE landing_text")
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE staged AS SELECT *, {rule_case} AS _rule, {reason_case} AS _reason, "
+        f"'{partition_key}' AS _key FROM landing_typed"
+    )
+    conn.execute("DROP TABLE landing_text; DROP TABLE landing_typed")
+    return coerced
 
 
-def _keep_rows_of_day(conn: duckdb.DuckDBPyConnection, files: list[LandingFile], day: date) -> None:
-    """Keep the rows that belong to ``day``.
+def _route_rows_to_day(conn, day: date, first: date, last: date) -> None:
+    """Keep the rows that belong to ``day``, or to no partition at all.
 
     A dated file holds its day: a row stamped with another day is quarantined. An undated file
-    holds any day: its rows are routed by timestamp, and a row without a readable timestamp
-    cannot be routed at all, which is an error rather than a silent drop.
+    holds any day: its rows are routed by their UTC timestamp, and a row without a readable
+    timestamp cannot be routed at all, which is an error rather than a silent drop. Rows of a
+    day before the first or after the last partition are quarantined under that day.
     """
-    undated = [f"'{str(f.path).replace(chr(39), chr(39) * 2)}'" for f in files if f.day is None]
-    ts_day = "CAST(TRY_CAST(trim(ts) AS TIMESTAMP) AS DATE)"
-    if undated:
-        unroutable = conn.execute(
-            f"SELECT _file, _row, ts FROM staged WHERE _file IN ({', '.join(undated)}) AND {ts_day} IS NULL LIMIT 1"
-        ).fetchone()
-        if unroutable:
-            file, row, ts = unroutable
-            raise LandingDataError(
-                f"{file}: row {row}, column ts: {ts!r} is not a timestamp, so its day cannot be told. "
-                "Fix the value, or move such rows into a dated file (<table>/YYYY-MM-DD.csv) to quarantine them."
-            )
-        conn.execute(f"DELETE FROM staged WHERE _file IN ({', '.join(undated)}) AND {ts_day} <> DATE '{day}'")
+    unroutable = conn.execute("SELECT _file, _row, ts FROM staged WHERE _file_day IS NULL AND _v_ts IS NULL LIMIT 1").fetchone()
+    if unroutable:
+        file, row, ts = unroutable
+        raise LandingDataError(
+            f"{file}: row {row}, column ts: {ts!r} is not a timestamp, so its day cannot be told. "
+            "Fix the value, or move such rows into a dated file (<table>/YYYY-MM-DD.csv) to quarantine them."
+        )
+    row_day = "coalesce(_file_day, CAST(_v_ts AS DATE))"
+    conn.execute(f"DELETE FROM staged WHERE {row_day} BETWEEN DATE '{first}' AND DATE '{last}' AND {row_day} <> DATE '{day}'")
     conn.execute(
-        f"UPDATE staged SET _rule = 'ts outside file day', "
-        f"_reason = 'ts ' || ts || ' is not on {day}, the day this file holds' "
-        f"WHERE _rule IS NULL AND {ts_day} <> DATE '{day}'"
+        f"""UPDATE staged SET _key = {row_day}::VARCHAR, _rule = coalesce(_rule, CASE WHEN {row_day} < DATE '{first}'
+                THEN 'before first partition' ELSE 'after last partition' END),
+            _reason = coalesce(_reason, CASE WHEN {row_day} < DATE '{first}'
+                THEN 'day ' || {row_day} || ' is before the first daily partition {first} (RECSYS_FIRST_DAY)'
+                ELSE 'day ' || {row_day} || ' has no daily partition yet (the last is {last}); it loads with its own partition' END)
+        WHERE {row_day} NOT BETWEEN DATE '{first}' AND DATE '{last}'"""
+    )
+    conn.execute(
+        "UPDATE staged SET _rule = 'ts outside file day', "
+        "_reason = 'ts ' || ts || ' is on ' || CAST(_v_ts AS DATE) || ' (UTC), not on ' || _file_day || ', the day this file holds' "
+        "WHERE _rule IS NULL AND CAST(_v_ts AS DATE) <> _file_day"
     )
 
 
-def _flag_unknown_references(conn: duckdb.DuckDBPyConnection, contract: TableContract) -> None:
+def _flag_unknown_references(conn, contract: TableContract) -> None:
     for column, snapshot in contract.references:
-        typed = _typed(contract.column(column), qualifier="staged.")
+        typed = contract.column(column).typed
         conn.execute(
             f"UPDATE staged SET _rule = 'unknown {column}', "
             f"_reason = '{column} ' || {column} || ' is not in the {snapshot} snapshot' "
-            f"WHERE _rule IS NULL AND NOT EXISTS (SELECT 1 FROM raw.{snapshot} s WHERE s.{column} = {typed})"
+            f"WHERE _rule IS NULL AND NOT EXISTS (SELECT 1 FROM raw.{snapshot} s WHERE s.{column} = staged.{typed})"
         )
 
 
-def _flag_duplicates(conn: duckdb.DuckDBPyConnection, contract: TableContract) -> None:
+def _flag_duplicates(conn, contract: TableContract) -> None:
     """Quarantine every repeat of a key; the first occurrence (by file, then row) is kept."""
-    key = ", ".join(_typed(contract.column(c)) for c in contract.key)
+    key = ", ".join(contract.column(c).typed for c in contract.key)
     conn.execute(
         f"""
         UPDATE staged SET _rule = 'duplicate', _reason = 'duplicate of ' || d.first_file || ' row ' || d.first_row
@@ -220,11 +159,47 @@ def _flag_duplicates(conn: duckdb.DuckDBPyConnection, contract: TableContract) -
     )
 
 
-def _replace(conn, contract: TableContract, files, partition_key: str, where: str, event_date: date | None) -> LoadResult:
-    columns = ", ".join(f"{_typed(c)} AS {c.name}" for c in contract.columns)
+def _quarantine_scope(day: date, first: date, last: date) -> str:
+    """The quarantine rows a day's load replaces: its own, and those of the days beyond the partition end it is.
+
+    ISO day keys order like the days they name.
+    """
+    scope = [f"partition_key = '{day}'"]
+    if day == first:
+        scope.append(f"partition_key < '{first}'")
+    if day == last:
+        scope.append(f"partition_key > '{last}'")
+    return " OR ".join(scope)
+
+
+def _check_shrink(conn, contract: TableContract, key: str, where: str, files, guard: ShrinkGuard) -> str | None:
+    """Raise when the replace would shrink the table or day by surprise; the accepted problem, if allowed."""
+    before = RowCounts(
+        conn.execute(f"SELECT count(*) FROM raw.{contract.name} WHERE {where}").fetchone()[0],
+        conn.execute("SELECT count(*) FROM raw.quarantine WHERE source_table = ? AND partition_key = ?", [contract.name, key]).fetchone()[0],
+    )
+    loaded, quarantined = conn.execute(f"SELECT count(*) FILTER (_rule IS NULL), count(*) FILTER (_rule IS NOT NULL) FROM staged WHERE _key = ?", [key]).fetchone()
+    problem = shrink_problem(before, RowCounts(loaded, quarantined), guard.max_shrink_share, snapshot=key == "snapshot")
+    if problem is None or guard.allow_shrink:
+        return problem
+    read = ", ".join(str(f.path) for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    found = f"files read: {read}" if files else "no landing file holds it"
+    unread = f"; files in the landing folder that no table reads: {', '.join(guard.unread_files[:10])}" if guard.unread_files else ""
+    what = f"raw.{contract.name}" + ("" if key == "snapshot" else f" day {key}")
+    raise LandingDataError(
+        f"{what}: refusing to replace it: {problem}; {found}{unread}. Nothing was changed. Fix the export, or, "
+        f"if the shrink is deliberate, re-run with allow_shrink: true in the config of raw/{contract.name}."
+    )
+
+
+def _replace(
+    conn, contract: TableContract, files, key: str, where: str, scope: str, guard: ShrinkGuard, coerced, event_date: date | None = None
+) -> LoadResult:
+    accepted = _check_shrink(conn, contract, key, where, files, guard)
+    columns = ", ".join(c.typed for c in contract.columns)
     event_date_sql = f"DATE '{event_date}', " if event_date else ""
     record = "to_json({" + ", ".join(f"'{c.name}': {c.name}" for c in contract.columns) + "})::VARCHAR"
-    order = "ts" if event_date else contract.key[0]
+    order = "_v_ts" if event_date else contract.column(contract.key[0]).typed
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.execute(f"DELETE FROM raw.{contract.name} WHERE {where}")
@@ -232,11 +207,11 @@ def _replace(conn, contract: TableContract, files, partition_key: str, where: st
             f"INSERT INTO raw.{contract.name} SELECT {event_date_sql}{columns}, _file, _row, now() "
             f"FROM staged WHERE _rule IS NULL ORDER BY {order}"
         )
-        conn.execute("DELETE FROM raw.quarantine WHERE source_table = ? AND partition_key = ?", [contract.name, partition_key])
+        conn.execute(f"DELETE FROM raw.quarantine WHERE source_table = ? AND ({scope})", [contract.name])
         conn.execute(
-            "INSERT INTO raw.quarantine SELECT ?, ?, _file, _row, _rule, _reason, "
-            f"{record}, now() FROM staged WHERE _rule IS NOT NULL ORDER BY _file, _row",
-            [contract.name, partition_key],
+            f"INSERT INTO raw.quarantine SELECT ?, _key, _file, _row, _rule, _reason, {record}, now() "
+            "FROM staged WHERE _rule IS NOT NULL ORDER BY _key, _file, _row",
+            [contract.name],
         )
         conn.execute("COMMIT")
     except Exception:
@@ -245,4 +220,4 @@ def _replace(conn, contract: TableContract, files, partition_key: str, where: st
     counts = dict(conn.execute("SELECT coalesce(_rule, 'loaded'), count(*) FROM staged GROUP BY ALL").fetchall())
     conn.execute("DROP TABLE staged")
     loaded = counts.pop("loaded", 0)
-    return LoadResult(contract.name, partition_key, len(files), loaded + sum(counts.values()), loaded, Counter(counts))
+    return LoadResult(contract.name, key, len(files), loaded + sum(counts.values()), loaded, Counter(counts), coerced, accepted)
