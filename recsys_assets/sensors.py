@@ -35,15 +35,32 @@ PURCHASES = dg.AssetKey(["raw", "purchases"])
 # --- landing --------------------------------------------------------------------------------
 
 
-def new_landing_days(landing: LandingZone, instance: dg.DagsterInstance) -> list[date]:
-    """Days with landing data that raw/purchases has never attempted, and that are complete.
+def new_landing_days(days: list[date], instance: dg.DagsterInstance) -> list[date]:
+    """The landing days that raw/purchases has never attempted, and that are complete.
 
     A day whose ingest failed is not new: it is alerted on, fixed and re-run by a person, not
     retried every minute. Today is not complete until its daily partition exists (tomorrow).
     """
-    days = [day for day in landing_days(landing) if daily_partitions.has_partition_key(day.isoformat())]
+    days = [day for day in days if daily_partitions.has_partition_key(day.isoformat())]
     status = instance.get_status_by_partition(PURCHASES, [day.isoformat() for day in days], daily_partitions) or {}
     return [day for day in days if status.get(day.isoformat()) is None]
+
+
+def unmapped_days_note(days: list[date]) -> str:
+    """What the sensor says about landing days that have no daily partition ('' when there are none)."""
+    first = date.fromisoformat(daily_partitions.get_first_partition_key())
+    unmapped = [day for day in days if not daily_partitions.has_partition_key(day.isoformat())]
+    before, after = [d for d in unmapped if d < first], [d for d in unmapped if d > first]
+    notes = []
+    if before:
+        notes.append(
+            f"{len(before)} landing day(s) before the first daily partition {first} cannot be mapped "
+            f"({before[0]} .. {before[-1]}): set RECSYS_FIRST_DAY={before[0]} to ingest them; until then the first "
+            "partition's load quarantines their rows"
+        )
+    if after:
+        notes.append(f"{len(after)} landing day(s) not complete yet ({after[0]} .. {after[-1]}): no daily partition until the day is over")
+    return "; ".join(notes)
 
 
 def stale_snapshots(landing: LandingZone, instance: dg.DagsterInstance) -> list[dg.AssetKey]:
@@ -78,9 +95,12 @@ ingest_day = dg.define_asset_job(
     "(RECSYS_LANDING_DIR), one run per day; reloads the snapshots first when their files changed.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
-    days = new_landing_days(landing, context.instance)
+    found = landing_days(landing)
+    days, unmapped = new_landing_days(found, context.instance), unmapped_days_note(found)
+    if unmapped:
+        context.log.warning(unmapped)
     if not days:
-        return dg.SensorResult(skip_reason="No new event days in the landing folder.")
+        return dg.SensorResult(skip_reason="No new event days in the landing folder." + (f" {unmapped}." if unmapped else ""))
     selection = [*stale_snapshots(landing, context.instance), *EVENT_KEYS]
     context.log.info(f"New landing days: {', '.join(map(str, days))}; reloading {[k.to_user_string() for k in selection]}")
     return dg.SensorResult(
