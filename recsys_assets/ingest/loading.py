@@ -116,7 +116,11 @@ def _route_rows_to_day(conn, day: date, first: date, last: date) -> None:
             "Fix the value, or move such rows into a dated file (<table>/YYYY-MM-DD.csv) to quarantine them."
         )
     row_day = "coalesce(_file_day, CAST(_v_ts AS DATE))"
-    conn.execute(f"DELETE FROM staged WHERE {row_day} BETWEEN DATE '{first}' AND DATE '{last}' AND {row_day} <> DATE '{day}'")
+    # The load of the first partition owns the days before it, the load of the last those after it.
+    owned = [f"{row_day} = DATE '{day}'"]
+    owned += [f"{row_day} < DATE '{first}'"] if day == first else []
+    owned += [f"{row_day} > DATE '{last}'"] if day == last else []
+    conn.execute(f"DELETE FROM staged WHERE NOT ({' OR '.join(owned)})")
     conn.execute(
         f"""UPDATE staged SET _key = {row_day}::VARCHAR, _rule = coalesce(_rule, CASE WHEN {row_day} < DATE '{first}'
                 THEN 'before first partition' ELSE 'after last partition' END),
