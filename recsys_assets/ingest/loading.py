@@ -182,7 +182,7 @@ def _check_shrink(conn, contract: TableContract, key: str, where: str, files, gu
         conn.execute(f"SELECT count(*) FROM raw.{contract.name} WHERE {where}").fetchone()[0],
         conn.execute("SELECT count(*) FROM raw.quarantine WHERE source_table = ? AND partition_key = ?", [contract.name, key]).fetchone()[0],
     )
-    loaded, quarantined = conn.execute(f"SELECT count(*) FILTER (_rule IS NULL), count(*) FILTER (_rule IS NOT NULL) FROM staged WHERE _key = ?", [key]).fetchone()
+    loaded, quarantined = conn.execute("SELECT count(*) FILTER (_rule IS NULL), count(*) FILTER (_rule IS NOT NULL) FROM staged WHERE _key = ?", [key]).fetchone()
     problem = shrink_problem(before, RowCounts(loaded, quarantined), guard.max_shrink_share, snapshot=key == "snapshot")
     if problem is None or guard.allow_shrink:
         return problem
