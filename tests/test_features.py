@@ -8,6 +8,7 @@ import duckdb
 
 from recsys_assets.features.assets import dbt_daily_models
 from resources.dbt import dbt_resource
+from resources.warehouse import warehouse_resource
 
 
 def test_dbt_tests_ran_as_asset_checks_and_passed(featured_platform):
@@ -71,7 +72,7 @@ def test_incremental_day_rebuild_replaces_only_that_day(featured_platform, tmp_p
         conn.execute(f"DELETE FROM raw.purchases WHERE event_date = '{day}' AND user_id % 2 = 0")
         kept = conn.execute(f"SELECT count(*) FROM raw.purchases WHERE event_date = '{day}'").fetchone()[0]
 
-    resources = {"dbt": dbt_resource(str(copy))}
+    resources = {"dbt": dbt_resource(str(copy)), "warehouse": warehouse_resource(str(copy))}
     try:
         result = dg.materialize([dbt_daily_models], partition_key=day, resources=resources, instance=dg.DagsterInstance.ephemeral())
     finally:
