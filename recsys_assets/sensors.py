@@ -55,8 +55,8 @@ def unmapped_days_note(days: list[date]) -> str:
     if before:
         notes.append(
             f"{len(before)} landing day(s) before the first daily partition {first} cannot be mapped "
-            f"({before[0]} .. {before[-1]}): set RECSYS_FIRST_DAY={before[0]} to ingest them; until then the first "
-            "partition's load quarantines their rows"
+            f"({before[0]} .. {before[-1]}): set RECSYS_FIRST_DAY={before[0]} to ingest them; until then every "
+            "ingest run quarantines their rows"
         )
     if after:
         notes.append(f"{len(after)} landing day(s) not complete yet ({after[0]} .. {after[-1]}): no daily partition until the day is over")

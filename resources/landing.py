@@ -135,16 +135,14 @@ class LandingZone(dg.ConfigurableResource):
         paths = (p for p in sorted(folder.rglob("*")) if p.is_file())
         return [p for p in paths if not _hidden(p.relative_to(folder).parts) and file_format(p)]
 
-    def files_for_day(self, table: str, day: date, first: date, last: date) -> list[LandingFile]:
-        """Files that can hold events of ``day``: its dated files and every undated file.
+    def files_for_day(self, table: str, day: date) -> list[LandingFile]:
+        """Files that can hold events of ``day``: its dated files and every undated file."""
+        return [f for f in self.files(table) if f.day in (None, day)]
 
-        The loads of the first and last daily partition also read the dated files outside the
-        partition range (``first`` .. ``last``), so that their rows are quarantined, not lost.
-        """
-        def wanted(f: LandingFile) -> bool:
-            return f.day in (None, day) or (day == first and f.day < first) or (day == last and f.day > last)
-
-        return [f for f in self.files(table) if wanted(f)]
+    def files_outside(self, table: str, first: date, last: date) -> list[LandingFile]:
+        """Dated files of days outside the daily partitions ``first`` .. ``last``: read so that
+        their rows are quarantined with the reason, never left in no table."""
+        return [f for f in self.files(table) if f.day and not first <= f.day <= last]
 
     def skipped_files(self) -> dict[str, str]:
         """Every file under the landing folder that no table reads, with the reason."""

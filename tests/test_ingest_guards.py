@@ -23,7 +23,9 @@ DAY = "2026-06-01"
 PURCHASES = "user_id,item_id,ts,price,quantity\n1000001,5000001,2026-06-01 10:00:00,10.5,1\n1000002,5000002,2026-06-01 11:00:00,99.0,2\n"
 
 
-def ingest(home: Path, landing: Path, selection: list[str], partition_key: str | None = None, **config) -> dg.ExecuteInProcessResult:
+def ingest(
+    home: Path, landing: Path, selection: list[str], partition_key: str | None = None, tags: dict | None = None, **config
+) -> dg.ExecuteInProcessResult:
     """Materialize ingest assets; ``config`` (allow_shrink, max_shrink_share) goes to every selected asset."""
     from resources import default_resources
 
@@ -35,6 +37,7 @@ def ingest(home: Path, landing: Path, selection: list[str], partition_key: str |
         partition_key=partition_key,
         resources=default_resources(),
         run_config=run_config,
+        tags=tags,
         instance=dg.DagsterInstance.ephemeral(),
     )
 

@@ -22,7 +22,7 @@ from recsys_assets.sensors import landing_sensor
 from resources.landing import LandingZone
 from resources.settings import PROJECT_DIR
 from tests.test_ingest import ITEMS, USERS, restore_env, write  # noqa: F401  (restore_env is a fixture)
-from tests.test_ingest_guards import ingest, query, row_total
+from tests.test_ingest_guards import ingest, metadata, query, row_total
 
 TEXT_TIMES = (
     "user_id,item_id,ts\n"
@@ -119,13 +119,22 @@ def test_rows_outside_the_partition_range_are_quarantined_with_the_reason(tmp_pa
     )
     write(landing, f"purchases/{before}.csv", f"user_id,item_id,ts\n1000002,5000001,{before} 11:00:00\n")
     assert ingest(tmp_path, landing, ["raw/users", "raw/items"]).success
-    for day in (first, "2026-06-01", last, first):  # the first partition twice: its quarantine is replaced
+
+    def outside() -> list[tuple]:
+        return query(tmp_path, "SELECT partition_key, rule, reason FROM raw.quarantine WHERE source_table = 'purchases' ORDER BY 1, 3")
+
+    expected = [(before, "before first partition")] * 2 + [(after, "after last partition")]
+    # A range run that touches neither end partition quarantines them too (its last load, once).
+    range_run = ingest(tmp_path, landing, ["raw/purchases"], tags={"dagster/asset_partition_range_start": "2026-05-31",
+                                                                    "dagster/asset_partition_range_end": "2026-06-01"})
+    assert [(key, rule) for key, rule, _ in outside()] == expected
+    assert metadata(range_run, "raw__purchases")["rows_quarantined"] == 3
+    for day in (first, "2026-06-01", last, first):  # every run replaces them: no duplicates
         assert ingest(tmp_path, landing, ["raw/purchases"], partition_key=day).success
 
     assert query(tmp_path, "SELECT event_date::VARCHAR FROM raw.purchases ORDER BY 1") == [(first,), ("2026-06-01",)]
-    outside = query(tmp_path, "SELECT partition_key, rule, reason FROM raw.quarantine WHERE source_table = 'purchases' ORDER BY 1, 3")
-    assert [(key, rule) for key, rule, _ in outside] == [(before, "before first partition")] * 2 + [(after, "after last partition")]
-    assert f"before the first daily partition {first} (RECSYS_FIRST_DAY)" in outside[0][2]
+    assert [(key, rule) for key, rule, _ in outside()] == expected
+    assert f"before the first daily partition {first} (RECSYS_FIRST_DAY)" in outside()[0][2]
     assert row_total(tmp_path, "purchases") == 5  # every row of both files, in exactly one place
 
 

@@ -158,8 +158,11 @@ def build_event_asset(table: str) -> dg.AssetsDefinition:
         with warehouse.get_connection() as conn:
             ensure_raw_schema(conn)
             for done, day in enumerate(days, start=1):
-                files = landing.files_for_day(table, day, first, last)
-                results.append(load_event_day(conn, table, files, day, (first, last), landing.zone, guard))
+                # The run's last load re-quarantines the rows of days outside the partitions:
+                # once per run, whichever days it loads.
+                owns_outside = done == len(days)
+                files = landing.files_for_day(table, day) + (landing.files_outside(table, first, last) if owns_outside else [])
+                results.append(load_event_day(conn, table, files, day, (first, last), landing.zone, guard, owns_outside))
                 _log_load(context, results[-1])
                 if done == len(days) or done % max(1, len(days) // 10) == 0:
                     context.log.info(f"raw.{table}: {done}/{len(days)} days loaded (last: {day})")

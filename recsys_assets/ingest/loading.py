@@ -65,19 +65,27 @@ def load_snapshot(conn, table: str, files: list[LandingFile], zone: str, guard: 
 
 
 def load_event_day(
-    conn, table: str, files: list[LandingFile], day: date, partitions: tuple[date, date], zone: str, guard: ShrinkGuard
+    conn,
+    table: str,
+    files: list[LandingFile],
+    day: date,
+    partitions: tuple[date, date],
+    zone: str,
+    guard: ShrinkGuard,
+    owns_outside: bool = False,
 ) -> LoadResult:
     """Replace the rows of ``day`` in ``raw.<table>`` with the day's validated events.
 
-    ``partitions`` is the first and last daily partition: rows of days outside it are
-    quarantined by the load of the nearer end, under their own day as partition key.
+    ``partitions`` is the first and last daily partition. With ``owns_outside`` (the last day
+    of a run: ``files`` then include the dated files outside the partitions) the load also
+    replaces the quarantine of the days outside them, each row under its own day as key.
     """
     contract = CONTRACTS[table]
     coerced = _stage(conn, contract, files, zone, partition_key=day.isoformat())
-    _route_rows_to_day(conn, day, *partitions)
+    _route_rows_to_day(conn, day, *partitions, owns_outside=owns_outside)
     _flag_unknown_references(conn, contract)
     _flag_duplicates(conn, contract)
-    scope = _quarantine_scope(day, *partitions)
+    scope = _quarantine_scope(day, *partitions, owns_outside=owns_outside)
     where = f"event_date = DATE '{day}'"
     return _replace(conn, contract, files, day.isoformat(), where=where, scope=scope, guard=guard, coerced=coerced, event_date=day)
 
@@ -100,7 +108,7 @@ def _stage(conn, contract: TableContract, files: list[LandingFile], zone: str, p
     return coerced
 
 
-def _route_rows_to_day(conn, day: date, first: date, last: date) -> None:
+def _route_rows_to_day(conn, day: date, first: date, last: date, owns_outside: bool) -> None:
     """Keep the rows that belong to ``day``, or to no partition at all.
 
     A dated file holds its day: a row stamped with another day is quarantined. An undated file
@@ -116,10 +124,8 @@ def _route_rows_to_day(conn, day: date, first: date, last: date) -> None:
             "Fix the value, or move such rows into a dated file (<table>/YYYY-MM-DD.csv) to quarantine them."
         )
     row_day = "coalesce(_file_day, CAST(_v_ts AS DATE))"
-    # The load of the first partition owns the days before it, the load of the last those after it.
     owned = [f"{row_day} = DATE '{day}'"]
-    owned += [f"{row_day} < DATE '{first}'"] if day == first else []
-    owned += [f"{row_day} > DATE '{last}'"] if day == last else []
+    owned += [f"{row_day} NOT BETWEEN DATE '{first}' AND DATE '{last}'"] if owns_outside else []
     conn.execute(f"DELETE FROM staged WHERE NOT ({' OR '.join(owned)})")
     conn.execute(
         f"""UPDATE staged SET _key = {row_day}::VARCHAR, _rule = coalesce(_rule, CASE WHEN {row_day} < DATE '{first}'
@@ -163,17 +169,11 @@ def _flag_duplicates(conn, contract: TableContract) -> None:
     )
 
 
-def _quarantine_scope(day: date, first: date, last: date) -> str:
-    """The quarantine rows a day's load replaces: its own, and those of the days beyond the partition end it is.
-
-    ISO day keys order like the days they name.
-    """
-    scope = [f"partition_key = '{day}'"]
-    if day == first:
-        scope.append(f"partition_key < '{first}'")
-    if day == last:
-        scope.append(f"partition_key > '{last}'")
-    return " OR ".join(scope)
+def _quarantine_scope(day: date, first: date, last: date, owns_outside: bool) -> str:
+    """The quarantine rows a day's load replaces: its own, and those of the days outside the
+    partitions when it owns them (ISO day keys order like the days they name)."""
+    outside = f" OR partition_key < '{first}' OR partition_key > '{last}'" if owns_outside else ""
+    return f"partition_key = '{day}'{outside}"
 
 
 def _check_shrink(conn, contract: TableContract, key: str, where: str, files, guard: ShrinkGuard) -> str | None:
