@@ -130,6 +130,8 @@ def run_worker(dataset: str, seed: int, sizes: dict, workdir: Path) -> dict:
         "step_seconds": step_seconds(instance, result.run_id),
         "check_steps": [f"{check.asset_key.to_python_identifier()}_{check.name}" for check in selected_checks(defs, selected)],
         "total_seconds": round(time.perf_counter() - started, 1),
+        "load_average": os.getloadavg(),
+        "measured_on": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
 
 
@@ -231,10 +233,11 @@ def stage_table(results: list[dict]) -> str:
 
 
 def report(results: list[dict], command: str) -> str:
-    load = os.getloadavg()
+    loads = [r["load_average"][0] for r in results if "load_average" in r]
+    load = f"1-minute load average {min(loads):.1f}-{max(loads):.1f} at the end of the runs" if loads else "load average not recorded"
+    day = results[0].get("measured_on", f"{datetime.now(timezone.utc):%Y-%m-%d}")
     lines = [
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d} with `{command}` on {os.cpu_count()} cores "
-        f"({platform.processor() or platform.machine()}), load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. "
+        f"Measured {day} with `{command}` on {os.cpu_count()} cores ({platform.processor() or platform.machine()}), {load}. "
         "Mean ± standard deviation over the seeds; items/user is the list length scored; valid ids is the share of "
         "generated ids that are catalog ids, before any were dropped (baselines rank catalog items only).",
         "",
@@ -289,8 +292,8 @@ def main(argv=None) -> None:
         return
     if args.from_json:
         results = [result for path in args.from_json for result in json.loads(path.read_text())]
-        commands = "; ".join(f"`{path.name}`" for path in args.from_json)
-        finish(report(results, f"python benchmarks/quality.py (saved results {commands})"), args.update_readme)
+        saved = " ".join(str(path) for path in args.from_json)
+        finish(report(results, f"python benchmarks/quality.py --from-json {saved}"), args.update_readme)
         return
     preset = QUICK if args.quick else FULL
     sizes = {name: getattr(args, name, None) or preset[name] for name in ("users", "items", "days", "months")}
