@@ -174,3 +174,20 @@ def test_each_baseline_ignores_purchases_from_the_evaluated_period(name):
 def test_seeded_baselines_are_deterministic(name):
     inputs = inputs_for(planted_sequences(40), [0, 1, 2])
     assert BASELINE_RECOMMENDERS[name](inputs, 10).equals(BASELINE_RECOMMENDERS[name](inputs, 10))
+
+
+@pytest.mark.parametrize("name", NEW_BASELINES)
+def test_each_baseline_refuses_leaked_inputs(name):
+    on_the_cutoff = purchases([(10, 1, "2026-01-10")])
+    with pytest.raises(ValueError, match="on or after the cut-off"):
+        BASELINE_RECOMMENDERS[name](baselines.BaselineInputs(on_the_cutoff, on_the_cutoff.iloc[:0], np.array([10]), CUTOFF, HISTORY_END), 3)
+
+
+@pytest.mark.parametrize("name", NEW_BASELINES)
+def test_another_users_purchases_after_the_training_cutoff_never_reach_the_fit(name):
+    # User 20 buys a lot between the training cut-off and the evaluated period (its history, not
+    # training data): the other users' lists stay the same.
+    busy = pd.concat([MARKET, purchases([(20, item, "2026-01-13") for item in (1, 2, 1, 2)])])
+    quiet, noisy = (BASELINE_RECOMMENDERS[name](inputs_for(frame, [10, 11, 20, 99]), 4) for frame in (MARKET, busy))
+    for user in (10, 11, 99):
+        assert top_items(quiet, user, 4) == top_items(noisy, user, 4)

@@ -13,6 +13,7 @@ import pytest
 
 from recsys_assets.evaluation import baselines
 from recsys_assets.evaluation.assets import (
+    BASELINE_RECOMMENDERS,
     BASELINES,
     BEATS_POPULARITY,
     beats_popularity,
@@ -26,7 +27,7 @@ from resources.artifacts import ArtifactStore
 from resources.splits import EvaluationSplit
 from resources.warehouse import Warehouse
 
-BASELINE_NAMES = ["global_popularity", "recent_popularity", "item_to_item", "ease"]
+BASELINE_NAMES = list(BASELINE_RECOMMENDERS)
 CUTOFF = pd.Timestamp("2026-01-10")
 
 

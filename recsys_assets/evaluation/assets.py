@@ -100,6 +100,8 @@ class SasrecConfig(BaselineConfig):
     batch_size: int = 128
     learning_rate: float = 1e-3
     seed: int = 0
+    threads: int = 1
+    """torch threads: it trains beside other steps, and on 2 busy cores 2 threads ran 4-5x slower per step than 1."""
 
     def settings(self) -> baselines_sasrec.SasrecSettings:
         return baselines_sasrec.SasrecSettings(**self.model_dump(exclude={"list_size"}))

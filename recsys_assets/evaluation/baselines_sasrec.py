@@ -16,6 +16,8 @@ the popular items.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +41,18 @@ class SasrecSettings:
     batch_size: int
     learning_rate: float
     seed: int
+    threads: int
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set for a block and restored after it (the setting is per process)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Sasrec(nn.Module):
@@ -128,6 +142,11 @@ def next_item_probabilities(model: Sasrec, sequences: torch.Tensor) -> np.ndarra
 
 
 def sasrec(inputs: BaselineInputs, n: int, settings: SasrecSettings) -> pd.DataFrame:
+    with torch_threads(settings.threads):
+        return fit_and_rank(inputs, n, settings)
+
+
+def fit_and_rank(inputs: BaselineInputs, n: int, settings: SasrecSettings) -> pd.DataFrame:
     space = ItemSpace.of(popularity(inputs.training))
     torch.manual_seed(settings.seed)  # weight init and dropout
     model = Sasrec(len(space.item_ids), settings)
