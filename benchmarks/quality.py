@@ -98,7 +98,8 @@ def run_worker(dataset: str, seed: int, sizes: dict, workdir: Path) -> dict:
 
     from recsys_assets.definitions import defs
     from recsys_assets.runner import INFO_LOGS, day_range_tags, landing_days
-    from resources.generation import GenerationSettings
+    from resources.generation import GenerationSettings, repeat_share_sql
+    from resources.splits import EvaluationSplit
 
     metrics_key = dg.AssetKey(["evaluation", "recommendation_metrics"])
     selection = dg.AssetSelection.assets(metrics_key).upstream()
@@ -117,7 +118,9 @@ def run_worker(dataset: str, seed: int, sizes: dict, workdir: Path) -> dict:
         lists = conn.execute(
             "SELECT recommender AS model, count(*) / count(DISTINCT user_id) AS items_per_user FROM evaluation.recommendations GROUP BY 1"
         ).df()
-        repeat_share = conn.execute(REPEAT_SHARE_SQL).fetchone()[0]
+        # How repeat-heavy the data set is: the test period's purchases that repeat an earlier one of the user.
+        day_after = conn.execute("SELECT max(ts)::DATE + 1 FROM staging.fct_purchases").fetchall()[0][0]
+        repeat_share = round(float(conn.execute(repeat_share_sql(EvaluationSplit().test_days), [day_after]).fetchall()[0][0]), 3)
     llm = result.asset_materializations_for_node("evaluation__llm_test_recommendations")[0].metadata
     return {
         "dataset": dataset,
@@ -133,16 +136,6 @@ def run_worker(dataset: str, seed: int, sizes: dict, workdir: Path) -> dict:
         "load_average": os.getloadavg(),
         "measured_on": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
-
-
-# Share of the test period's (user, item) purchases that the user had bought before: how
-# repeat-heavy a data set is.
-REPEAT_SHARE_SQL = """
-WITH bounds AS (SELECT max(ts)::DATE - 13 AS test_start FROM staging.fct_purchases),
-     test AS (SELECT DISTINCT user_id, item_id FROM staging.fct_purchases, bounds WHERE ts >= test_start),
-     before AS (SELECT DISTINCT user_id, item_id FROM staging.fct_purchases, bounds WHERE ts < test_start)
-SELECT round(avg(CASE WHEN b.user_id IS NULL THEN 0 ELSE 1 END), 3) FROM test t LEFT JOIN before b USING (user_id, item_id)
-"""
 
 
 # --- parent: every data set and seed, then the tables -------------------------------------

@@ -18,8 +18,8 @@ from resources.gpu_jobs import GpuJobRunner
 PROMPT_DATASET = dg.AssetKey(["llm_data", "prompt_dataset"])
 ID_TOKENIZER = dg.AssetKey(["llm_data", "id_tokenizer"])
 FINE_TUNED_MODEL = dg.AssetKey(["model", "fine_tuned_model"])
-# Llama architecture, because TensorRT-LLM's PyTorch backend serves Llama and not OPT
-# (DESIGN.md section 6); 135M parameters, near the reference system's 125M OPT.
+# Llama architecture, because TensorRT-LLM's PyTorch backend serves Llama and not OPT;
+# 135M parameters, near the reference system's 125M OPT.
 PRODUCTION_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M"
 BASE_MODEL_ENV = "RECSYS_BASE_MODEL"
 _DEFAULT = TrainingConfig()
