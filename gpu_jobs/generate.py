@@ -1,13 +1,19 @@
 """Generate recommendations for a set of users with an inference engine (a GPU job).
 
     python -m gpu_jobs.generate --engine-dir ENGINE --prompts prompts.parquet \\
-        --catalog items.parquet [--bought purchases.parquet] --output recs.parquet
+        --catalog items.parquet [--bought purchases.parquet] [--candidates pool.parquet] --output recs.parquet
 
-Reads prompts (``user_id, prompt``), samples ``--chains`` chains per user, merges them into
-one ranked list of unique catalog items (``gpu_jobs.inference.merge``) and writes
-``user_id, rank, item_id, score, chains_with_item`` to ``--output`` atomically (a complete
-file or none). Under dagster-pipes it streams progress logs and reports the materialization
-metadata; run by hand it logs to stderr and prints the metadata as JSON.
+Reads prompts (``user_id, prompt``), samples ``--chains`` chains per user and merges them into
+unique catalog items (``gpu_jobs.inference.merge``). With ``--ranking likelihood`` (the
+default) the model then scores every generated item and every item of the user's candidate
+pool (``--candidates``: ``user_id, item_id, source``, e.g. the user's own purchases and
+co-purchased items) by its likelihood after the prompt (``gpu_jobs.inference.scoring``) and
+the list is that ranking, so it can be as long as ``--max-items`` even when the chains are
+short; ``--ranking chains`` keeps the chains' agreement order. Writes ``user_id, rank,
+item_id, score, chains_with_item, chain_rank, source`` to ``--output`` atomically (a complete
+file or none); ``source`` says whether an item was generated or which pool brought it.
+Under dagster-pipes it streams progress logs and reports the materialization metadata; run
+by hand it logs to stderr and prints the metadata as JSON.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import argparse
 import dataclasses
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +31,25 @@ import pyarrow.parquet as pq
 from dagster_pipes import PipesContext
 
 from gpu_jobs.inference.backends import BACKENDS, open_engine
-from gpu_jobs.inference.engine import GenerationBackend, SamplingConfig
-from gpu_jobs.inference.merge import MergeCounts, merge_chains
+from gpu_jobs.inference.engine import EngineInfo, GenerationBackend, SamplingConfig
+from gpu_jobs.inference.merge import MergeCounts, MergedRecommendations, merge_chains
+from gpu_jobs.inference.scoring import LikelihoodScorer
 from gpu_jobs.job_context import ConsoleContext, job_context
 from gpu_jobs.prompt_format import generation_prefix
 
 OUTPUT_SCHEMA = pa.schema(
-    [("user_id", pa.int64()), ("rank", pa.int32()), ("item_id", pa.int64()), ("score", pa.float64()), ("chains_with_item", pa.int32())]
+    [
+        ("user_id", pa.int64()),
+        ("rank", pa.int32()),
+        ("item_id", pa.int64()),
+        ("score", pa.float64()),  # log-likelihood (likelihood ranking) or share of chains (chains ranking)
+        ("chains_with_item", pa.int32()),
+        ("chain_rank", pa.int32()),  # the item's rank by chain agreement; null when only the pool brought it
+        ("source", pa.string()),  # "generated", or the candidate pool's source name
+    ]
 )
+GENERATED = "generated"
+RANKINGS = ("likelihood", "chains")
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,8 @@ class Progress:
     users_without_items: int = 0
     generated_tokens: int = 0
     counts: MergeCounts = dataclasses.field(default_factory=MergeCounts)
+    items_by_source: dict[str, int] = dataclasses.field(default_factory=dict)
+    scoring_seconds: float = 0.0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -60,6 +79,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--catalog", type=Path, required=True, help="parquet with column item_id: the ids that may be recommended")
     parser.add_argument("--bought", type=Path, help="parquet with columns user_id, item_id: items each user already bought")
     parser.add_argument("--include-bought", action="store_true", help="keep already-bought items (default: exclude them)")
+    parser.add_argument("--candidates", type=Path, help="parquet with columns user_id, item_id, source: each user's candidate pool to rank")
+    parser.add_argument(
+        "--ranking", choices=RANKINGS, default="likelihood",
+        help="likelihood: the model scores generated and pool items (default); chains: agreement between the chains only",
+    )  # fmt: skip
+    parser.add_argument("--scoring-model", type=Path, help="HF checkpoint that scores items (default: the engine's source model)")
     parser.add_argument("--output", type=Path, required=True, help="parquet to write: user_id, rank, item_id, score, chains_with_item")
     parser.add_argument("--chains", type=int, default=defaults.chains, help="independent sampled chains per user")
     parser.add_argument("--top-p", type=float, default=defaults.top_p)
@@ -125,6 +150,43 @@ def read_bought(path: Path | None) -> dict[int, set[int]]:
     return bought
 
 
+def read_candidates(path: Path | None) -> dict[int, dict[int, str]]:
+    """Per user: pool item -> the first source that brought it (file order)."""
+    pools: dict[int, dict[int, str]] = {}
+    if path is None:
+        return pools
+    table = read_columns(path, ["user_id", "item_id", "source"])
+    for user_id, item_id, source in zip(*(table.column(c).to_pylist() for c in ("user_id", "item_id", "source"))):
+        pools.setdefault(user_id, {}).setdefault(item_id, source)
+    return pools
+
+
+def scoring_model_dir(args: argparse.Namespace) -> Path:
+    return args.scoring_model or Path(EngineInfo.load(args.engine_dir).source_model)
+
+
+def pool_items(merged: MergedRecommendations, pool: dict[int, str], catalog: frozenset[int], bought: Collection[int], exclude_bought: bool):
+    """Generated items first (their source and chain rank kept), then the pool's other catalog items."""
+    items = {item.item_id: (item, GENERATED) for item in merged.items}
+    for item_id, source in pool.items():
+        if item_id not in items and item_id in catalog and not (exclude_bought and item_id in bought):
+            items[item_id] = (None, source)
+    return items
+
+
+def ranked_by_likelihood(scorer: LikelihoodScorer, prefix: str, items: dict, max_items: int | None) -> list[tuple]:
+    """(item_id, score, chains_with_item, chain_rank, source) by the model's log-likelihood, best first."""
+    item_ids = list(items)
+    scores = scorer.score(prefix, item_ids)
+    order = sorted(range(len(item_ids)), key=lambda i: (-scores[i], item_ids[i]))[:max_items]
+    rows = []
+    for index in order:
+        generated, source = items[item_ids[index]]
+        chains = generated.chains_with_item if generated else 0
+        rows.append((item_ids[index], float(scores[index]), chains, generated.rank if generated else None, source))
+    return rows
+
+
 def chunks(users: Users, size: int) -> Iterator[tuple[int, Users]]:
     for index, start in enumerate(range(0, len(users.user_ids), size)):
         yield index, Users(users.user_ids[start : start + size], users.prompts[start : start + size])
@@ -137,9 +199,11 @@ def chunk_sampling(sampling: SamplingConfig, chunk_index: int) -> SamplingConfig
 
 def generate_recommendations(
     backend: GenerationBackend,
+    scorer: LikelihoodScorer | None,
     users: Users,
     catalog: frozenset[int],
     bought: dict[int, set[int]],
+    pools: dict[int, dict[int, str]],
     args: argparse.Namespace,
     context: PipesContext | ConsoleContext,
 ) -> tuple[dict[str, list], Progress]:
@@ -148,17 +212,28 @@ def generate_recommendations(
     progress = Progress()
     started = time.perf_counter()
     for index, chunk in chunks(users, args.batch_size * args.report_every):
-        generations = backend.generate([generation_prefix(p) for p in chunk.prompts], chunk_sampling(sampling, index), args.batch_size)
+        prefixes = [generation_prefix(p) for p in chunk.prompts]
+        generations = backend.generate(prefixes, chunk_sampling(sampling, index), args.batch_size)
         progress.generated_tokens += generations.generated_tokens
-        for user_id, chains in zip(chunk.user_ids, generations.chains):
+        for user_id, prefix, chains in zip(chunk.user_ids, prefixes, generations.chains):
+            user_bought = bought.get(user_id, ())
+            # The likelihood ranking looks at every generated item; the chains ranking cuts at max_items.
             merged = merge_chains(
-                chains, catalog, bought.get(user_id, ()), exclude_bought=not args.include_bought, max_items=args.max_items
+                chains, catalog, user_bought, exclude_bought=not args.include_bought, max_items=None if scorer else args.max_items
             )
-            for item in merged.items:
-                for name, value in zip(OUTPUT_SCHEMA.names, (user_id, item.rank, item.item_id, item.score, item.chains_with_item)):
+            if scorer is None:
+                rows = [(item.item_id, item.score, item.chains_with_item, item.rank, GENERATED) for item in merged.items]
+            else:
+                scoring_started = time.perf_counter()
+                items = pool_items(merged, pools.get(user_id, {}), catalog, user_bought, not args.include_bought)
+                rows = ranked_by_likelihood(scorer, prefix, items, args.max_items)
+                progress.scoring_seconds += time.perf_counter() - scoring_started
+            for rank, row in enumerate(rows, start=1):
+                for name, value in zip(OUTPUT_SCHEMA.names, (user_id, rank, *row)):
                     columns[name].append(value)
+                progress.items_by_source[row[-1]] = progress.items_by_source.get(row[-1], 0) + 1
             progress.counts += merged.counts
-            progress.users_without_items += not merged.items
+            progress.users_without_items += not rows
         progress.users += len(chunk.user_ids)
         elapsed = time.perf_counter() - started
         context.log.info(
@@ -180,20 +255,27 @@ def run(args: argparse.Namespace, context: PipesContext | ConsoleContext) -> dic
     users = read_users(args.prompts)
     catalog = read_catalog(args.catalog)
     bought = read_bought(args.bought)
+    pools = read_candidates(args.candidates)
     context.log.info(f"{len(users.user_ids)} users, {len(catalog)} catalog items; loading engine {args.engine_dir}")
     backend = open_engine(args.engine_dir, args.backend, threads=args.threads)
+    scorer = LikelihoodScorer(scoring_model_dir(args), threads=args.threads) if args.ranking == "likelihood" else None
     started = time.perf_counter()
-    columns, progress = generate_recommendations(backend, users, catalog, bought, args, context)
+    columns, progress = generate_recommendations(backend, scorer, users, catalog, bought, pools, args, context)
     seconds = time.perf_counter() - started
     write_atomically(columns, args.output)
     counts = progress.counts
+    rows = len(columns["user_id"])
     metadata = {
         "backend": backend.name,
         "engine_dir": str(args.engine_dir),
+        "ranking": args.ranking,
         "users": progress.users,
-        "rows": len(columns["user_id"]),
+        "rows": rows,
         "users_without_recommendations": progress.users_without_items,
-        "mean_items_per_user": round(counts.unique_items / progress.users, 2) if progress.users else 0.0,
+        "mean_items_per_user": round(rows / progress.users, 2) if progress.users else 0.0,
+        "mean_generated_items_per_user": round(counts.unique_items / progress.users, 2) if progress.users else 0.0,
+        "items_by_source": {"raw_value": progress.items_by_source, "type": "json"},
+        "scoring_seconds": round(progress.scoring_seconds, 2),
         "generated_ids": counts.generated_ids,
         "valid_ids": counts.valid_ids,
         "invalid_ids_dropped": counts.invalid_ids,

@@ -29,7 +29,16 @@ class GenerationSettings(dg.ConfigurableResource):
     """Tokens per chain before the end token may stop it. A model trained on next purchases writes baskets of
     about 3 ids; room for ~12 gives longer lists (default marketplace: HitRate@10 0.45 -> 0.56, 3x the time)."""
     max_items: int = 200
-    """Keep the top N merged items per user."""
+    """Items per user in the list."""
+    ranking: str = "likelihood"
+    """likelihood: the model scores every generated item and the user's candidate pool by its likelihood after
+    the prompt, and the list is that ranking (full lists even when the chains are short); chains: the chains'
+    agreement order, generated items only."""
+    pool_sources: list[str] = ["own_frequency", "item_to_item", "global_popularity"]
+    """Baseline recommenders whose top items form each user's candidate pool for the likelihood ranking: the
+    user's own purchases, items co-purchased with them, and the popular items (for cold-start users)."""
+    pool_items_per_source: int = 100
+    """Items each pool source brings per user (before duplicates across sources merge)."""
     include_bought: bool | None = None
     """Keep items the user already bought. None: decided from the data (see repeat_threshold)."""
     repeat_threshold: float = 0.15
@@ -53,7 +62,7 @@ class GenerationSettings(dg.ConfigurableResource):
             "--chains", str(chains or self.chains), "--top-p", str(self.top_p), "--top-k", str(self.top_k),
             "--temperature", str(self.temperature), "--max-new-tokens", str(max_new),
             "--min-new-tokens", str(min(self.min_new_tokens, max_new)), "--max-items", str(self.max_items),
-            "--batch-size", str(self.batch_size), "--seed", str(self.seed),
+            "--batch-size", str(self.batch_size), "--seed", str(self.seed), "--ranking", self.ranking,
         ]  # fmt: skip
         return args + (["--include-bought"] if keep_bought else [])
 

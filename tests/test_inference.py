@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -33,7 +34,8 @@ from gpu_jobs.inference.backends import (
 from gpu_jobs.inference.engine import ENGINE_MANIFEST, EngineInfo, Generations, SamplingConfig
 from gpu_jobs.inference.merge import MergeCounts, merge_chains
 from gpu_jobs.inference.random_model import LlamaShape, random_llama, save_checkpoint
-from gpu_jobs.prompt_format import format_item_ids, generation_prefix, parse_item_ids
+from gpu_jobs.inference.scoring import LikelihoodScorer
+from gpu_jobs.prompt_format import ID_SEPARATOR, format_item_ids, generation_prefix, parse_item_ids
 from recsys_assets.llm_data.tokenization import train_id_tokenizer
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -330,35 +332,44 @@ def test_merge_keeps_the_top_items_and_survives_empty_chains():
 # --- the standalone generate job ----------------------------------------------------------
 
 
-def test_generate_job_writes_ranked_recommendations(ct2_engine, market, tmp_path):
-    users = market.users[:12]
-    pq.write_table(pa.table({"user_id": [u.user_id for u in users], "prompt": [u.prompt for u in users]}), tmp_path / "prompts.parquet")
-    pq.write_table(pa.table({"item_id": market.catalog}), tmp_path / "catalog.parquet")
+def write_generation_inputs(market, folder: Path, users: int = 12) -> tuple[list, set]:
+    users = market.users[:users]
+    pq.write_table(pa.table({"user_id": [u.user_id for u in users], "prompt": [u.prompt for u in users]}), folder / "prompts.parquet")
+    pq.write_table(pa.table({"item_id": market.catalog}), folder / "catalog.parquet")
     bought = [(u.user_id, item) for u in users for item in u.history]
-    pq.write_table(pa.table({"user_id": [b[0] for b in bought], "item_id": [b[1] for b in bought]}), tmp_path / "bought.parquet")
-    output = tmp_path / "out" / "recommendations.parquet"
+    pq.write_table(pa.table({"user_id": [b[0] for b in bought], "item_id": [b[1] for b in bought]}), folder / "bought.parquet")
+    return users, set(bought)
 
+
+def generate_job(engine_dir: Path, folder: Path, *extra):
+    output = folder / "out" / "recommendations.parquet"
     result = run_module(
         "gpu_jobs.generate",
-        "--engine-dir", ct2_engine[0],
-        "--prompts", tmp_path / "prompts.parquet",
-        "--catalog", tmp_path / "catalog.parquet",
-        "--bought", tmp_path / "bought.parquet",
+        "--engine-dir", engine_dir,
+        "--prompts", folder / "prompts.parquet",
+        "--catalog", folder / "catalog.parquet",
+        "--bought", folder / "bought.parquet",
         "--output", output,
         "--max-new-tokens", CHAIN_TOKENS,
         "--batch-size", 4,
         "--report-every", 1,
         "--seed", 11,
         "--threads", THREADS,
+        *extra,
     )  # fmt: skip
+    return pq.read_table(output).to_pandas(), json.loads(result.stdout)["metadata"], result, output
 
-    table = pq.read_table(output).to_pandas()
-    metadata = json.loads(result.stdout)["metadata"]
-    assert list(table.columns) == ["user_id", "rank", "item_id", "score", "chains_with_item"]
+
+def test_generate_job_writes_ranked_recommendations(ct2_engine, market, tmp_path):
+    users, bought = write_generation_inputs(market, tmp_path)
+    table, metadata, result, output = generate_job(ct2_engine[0], tmp_path, "--ranking", "chains")
+
+    assert list(table.columns) == ["user_id", "rank", "item_id", "score", "chains_with_item", "chain_rank", "source"]
     assert metadata["rows"] == len(table) > 0 and metadata["users"] == len(users)
     assert set(table.item_id) <= set(market.catalog), "ids outside the catalog are dropped"
-    assert not set(zip(table.user_id, table.item_id)) & set(bought), "already-bought items are excluded"
+    assert not set(zip(table.user_id, table.item_id)) & bought, "already-bought items are excluded"
     assert 0 < metadata["valid_id_rate"] < 1 and metadata["invalid_ids_dropped"] > 0
+    assert set(table.source) == {"generated"} and (table["rank"] == table["chain_rank"]).all()
     for _, recs in table.groupby("user_id"):
         assert list(recs["rank"]) == list(range(1, len(recs) + 1))
         assert recs.item_id.is_unique
@@ -366,6 +377,51 @@ def test_generate_job_writes_ranked_recommendations(ct2_engine, market, tmp_path
         assert (recs.score == recs.chains_with_item / 4).all()
     assert "4/12 users" in result.stderr, "progress is logged per chunk"
     assert not list(output.parent.glob(".*partial")), "no partial file is left behind"
+
+
+def test_likelihood_ranking_fills_the_list_from_the_pool_in_the_models_order(ct2_engine, merged_model, market, tmp_path):
+    users, bought = write_generation_inputs(market, tmp_path, users=6)
+    # Every catalog item in the pool of every user, half from each of two named sources.
+    pool = [(u.user_id, item, "popular" if item % 2 else "similar") for u in users for item in market.catalog]
+    pq.write_table(pa.table(dict(zip(["user_id", "item_id", "source"], map(list, zip(*pool))))), tmp_path / "pool.parquet")
+    max_items = 25
+    table, metadata, _, _ = generate_job(
+        ct2_engine[0], tmp_path, "--candidates", tmp_path / "pool.parquet", "--max-items", max_items, "--include-bought"
+    )
+
+    assert metadata["ranking"] == "likelihood" and metadata["mean_items_per_user"] == max_items, "lists are full"
+    assert set(table.item_id) <= set(market.catalog)
+    assert set(table.source) <= {"generated", "popular", "similar"} and "generated" in set(table.source)
+    assert (table["chain_rank"].notna() == (table["source"] == "generated")).all()
+    assert sum(json.loads(json.dumps(metadata["items_by_source"])).values()) == len(table)
+    scorer = LikelihoodScorer(merged_model, threads=THREADS)
+    for user in users:
+        recs = table[table.user_id == user.user_id]
+        assert list(recs["rank"]) == list(range(1, max_items + 1)) and recs.item_id.is_unique
+        assert list(recs.score) == sorted(recs.score, reverse=True)
+        # The list is the model's own ranking of every catalog item: the top of scoring them all.
+        scores = scorer.score(generation_prefix(user.prompt), list(market.catalog))
+        best = [market.catalog[i] for i in np.argsort(-scores, kind="stable")[:max_items]]
+        assert set(recs.item_id) == set(best)
+        assert np.allclose(recs.score, np.sort(scores)[::-1][:max_items], atol=1e-4)
+
+
+def test_likelihood_scores_match_scoring_each_full_sequence(merged_model, market):
+    """The shared prompt cache gives the same numbers as scoring prompt + id one by one."""
+    scorer = LikelihoodScorer(merged_model, threads=THREADS)
+    tokenizer, model = scorer.tokenizer, scorer.model
+    prefix = generation_prefix(market.users[0].prompt)
+    items = list(market.catalog[:20])
+    prompt = tokenizer(prefix)["input_ids"]
+    ends = [tokenizer(ID_SEPARATOR, add_special_tokens=False)["input_ids"][0], tokenizer.eos_token_id]
+    expected = []
+    for item in items:
+        tokens = tokenizer(str(item), add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logprobs = torch.log_softmax(model(torch.tensor([prompt + tokens])).logits[0], dim=-1)
+        value = sum(logprobs[len(prompt) - 1 + j, t].item() for j, t in enumerate(tokens))
+        expected.append(value + torch.logsumexp(logprobs[len(prompt) - 1 + len(tokens), ends], dim=0).item())
+    assert np.allclose(scorer.score(prefix, items), expected, atol=1e-4)
 
 
 def test_generate_job_rejects_bad_prompt_files_clearly(tmp_path):

@@ -6,6 +6,7 @@ Kubernetes GPU pod per shard). The LLM's test-period recommendations for the eva
 come from the same generation path as the product's.
 """
 
+import dataclasses
 import json
 import time
 from functools import partial
@@ -16,22 +17,28 @@ import pandas as pd
 
 from partitions import user_shards
 from partitions.user_shards import shard_range
+from recsys_assets.evaluation.assets import load_baseline_inputs
 from recsys_assets.evaluation.promotion import FALLBACK_VERSION, MODEL_PROMOTION, SERVING, promoted_engine_or_none
+from recsys_assets.serving.candidate_pool import candidate_pool, serving_inputs
 from recsys_assets.evaluation.tables import delete_recommendations, write_recommendations
 from resources.artifacts import ArtifactStore, latest_artifact, latest_metadata
 from resources.generation import GenerationSettings, repeat_share_sql
 from resources.gpu_jobs import GpuJobRunner
+from resources.splits import EvaluationSplit
 from resources.warehouse import Warehouse
 
 FINE_TUNED_MODEL = dg.AssetKey(["model", "fine_tuned_model"])
 INFERENCE_ENGINE = dg.AssetKey(["model", "inference_engine"])
 PROMPT_DATASET = dg.AssetKey(["llm_data", "prompt_dataset"])
 USER_RECOMMENDATIONS = "marts.user_recommendations"
+# The LLM's generated items in the chains' agreement order, beside its served ranking: what the likelihood ranking adds.
+LLM_CHAINS = "llm_chains"
 # What a generation job reads and writes, in its folder of the artifact store.
 GENERATION_FILES = {
     "--prompts": "prompts.parquet",
     "--catalog": "catalog.parquet",
     "--bought": "bought.parquet",
+    "--candidates": "candidates.parquet",
     "--output": "recommendations.parquet",
 }
 # The backend each GPU mode serves with when the config names none:
@@ -77,6 +84,7 @@ def generate_for(
     prompts: pd.DataFrame,
     bought: pd.DataFrame,
     catalog: pd.DataFrame,
+    pool: pd.DataFrame,
     run_name: str,
     generation: GenerationSettings,
     keep_bought: bool,
@@ -84,10 +92,16 @@ def generate_for(
     artifacts: ArtifactStore,
 ) -> tuple[pd.DataFrame, dict]:
     """Run gpu_jobs.generate with ``engine`` (an engine's metadata: path, model_version) on ``prompts``
-    (user_id, prompt); returns recommendations and the job's metadata."""
+    (user_id, prompt), ranking ``pool`` (user_id, item_id, source) beside the generated items; returns
+    recommendations and the job's metadata."""
     dataset = _dataset_manifest(context)
     folder = artifacts.folder("generation", run_name)
-    inputs = {"prompts": prompts[["user_id", "prompt"]], "bought": bought[["user_id", "item_id"]], "catalog": catalog[["item_id"]]}
+    inputs = {
+        "prompts": prompts[["user_id", "prompt"]],
+        "bought": bought[["user_id", "item_id"]],
+        "catalog": catalog[["item_id"]],
+        "candidates": pool[["user_id", "item_id", "source"]],
+    }
     for name, frame in inputs.items():
         frame.to_parquet(folder / f"{name}.parquet", index=False)
     files = {flag: gpu_jobs.job_path(folder / name) for flag, name in GENERATION_FILES.items()}
@@ -187,6 +201,23 @@ def _catalog_and_bought(warehouse: Warehouse, users_filter: str) -> tuple[pd.Dat
     return catalog, bought
 
 
+def _pool(context: dg.AssetExecutionContext, generation: GenerationSettings, inputs) -> pd.DataFrame:
+    if generation.ranking != "likelihood":
+        return pd.DataFrame(columns=["user_id", "item_id", "source"])
+    started = time.perf_counter()
+    pool = candidate_pool(inputs, generation.pool_sources, generation.pool_items_per_source)
+    users = max(len(inputs.users), 1)
+    context.log.info(f"Candidate pool: {len(pool) / users:.0f} items per user from {', '.join(generation.pool_sources)} "
+                     f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    return pool
+
+
+def chain_order(recommendations: pd.DataFrame) -> pd.DataFrame:
+    """The generated items alone, ranked by the chains' agreement (what the list was before the likelihood ranking)."""
+    generated = recommendations.dropna(subset=["chain_rank"]).sort_values(["user_id", "chain_rank"])
+    return generated.assign(rank=generated.groupby("user_id").cumcount() + 1, score=generated["chains_with_item"].astype(float))
+
+
 @dg.asset(
     key=["serving", "user_recommendations"],
     # Every shard reads all days of purchases (to leave out what its users already bought).
@@ -227,8 +258,13 @@ def user_recommendations(
             recommendations = popularity_fallback(conn, prompts["user_id"], bought, generation.max_items, keep_bought)
         job = {"model_version": FALLBACK_VERSION, "backend": "none", "users": len(prompts)}
     else:
+        with warehouse.get_connection() as conn:
+            purchases = conn.execute("SELECT user_id, item_id, ts FROM staging.fct_purchases ORDER BY user_id, ts, item_id").df()
+        pool = _pool(context, generation, serving_inputs(purchases, prompts["user_id"]))
         run_name = f"shard-{context.partition_key}"
-        recommendations, job = generate_for(context, engine, prompts, bought, catalog, run_name, generation, keep_bought, gpu_jobs, artifacts)
+        recommendations, job = generate_for(
+            context, engine, prompts, bought, catalog, pool, run_name, generation, keep_bought, gpu_jobs, artifacts
+        )
     with warehouse.get_connection() as conn:
         _replace_shard_rows(conn, recommendations, shard.sql_filter(), job["model_version"])
     metadata = _generation_metadata(job, recommendations, time.perf_counter() - started)
@@ -248,15 +284,24 @@ def user_recommendations(
     ),
 )
 def llm_test_recommendations(
-    context: dg.AssetExecutionContext, generation: GenerationSettings, gpu_jobs: GpuJobRunner, artifacts: ArtifactStore, warehouse: Warehouse
+    context: dg.AssetExecutionContext,
+    generation: GenerationSettings,
+    gpu_jobs: GpuJobRunner,
+    artifacts: ArtifactStore,
+    warehouse: Warehouse,
+    splits: EvaluationSplit,
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     test = _prompts(context, "test")
     keep_bought, policy = repeat_policy(context, warehouse, generation)
     cutoff = pd.Timestamp(_dataset_manifest(context)["split_dates"]["test_start"])
     catalog, bought = _catalog_and_bought(warehouse, f"ts < TIMESTAMP '{cutoff}'")
+    # The pool sees what the baselines see: fitted before the training cut-off, histories before the test period.
+    with warehouse.get_connection() as conn:
+        inputs = load_baseline_inputs(conn, splits.dates(conn))
+    pool = _pool(context, generation, dataclasses.replace(inputs, users=test["user_id"].sort_values().to_numpy()))
     challenger = latest_metadata(context.instance, INFERENCE_ENGINE)
-    generate = partial(generate_for, context, prompts=test, bought=bought, catalog=catalog, generation=generation,
+    generate = partial(generate_for, context, prompts=test, bought=bought, catalog=catalog, pool=pool, generation=generation,
                        keep_bought=keep_bought, gpu_jobs=gpu_jobs, artifacts=artifacts)  # fmt: skip
     recommendations, job = generate(challenger, run_name="evaluation-test")
     # The model serving now, re-scored on the same period, is what the promotion gate compares with.
@@ -267,6 +312,10 @@ def llm_test_recommendations(
         serving_recommendations, _ = generate(serving, run_name="evaluation-serving")
     with warehouse.get_connection() as conn:
         write_recommendations(conn, "llm", recommendations)
+        if generation.ranking == "likelihood":
+            write_recommendations(conn, LLM_CHAINS, chain_order(recommendations))
+        else:
+            delete_recommendations(conn, LLM_CHAINS)
         if rescore:
             write_recommendations(conn, SERVING, serving_recommendations)
         else:
