@@ -23,7 +23,16 @@ def test_the_llm_and_every_baseline_are_scored(main_run):
     from recsys_assets.evaluation.assets import BASELINES
 
     models = {model for (model,) in main_run.query("SELECT DISTINCT model FROM marts.recommendation_metrics")}
-    assert models == {"llm", *(b.key.path[-1].removeprefix("baseline_") for b in BASELINES)}
+    assert models == {"llm", "llm_chains", *(b.key.path[-1].removeprefix("baseline_") for b in BASELINES)}
+
+
+def test_the_likelihood_ranking_fills_lists_past_what_the_chains_generate(main_run):
+    (served, chains_only) = main_run.query(
+        "SELECT avg(n) FILTER (WHERE recommender = 'llm'), avg(n) FILTER (WHERE recommender = 'llm_chains') "
+        "FROM (SELECT recommender, user_id, count(*) AS n FROM evaluation.recommendations GROUP BY 1, 2)"
+    )[0]
+    product = main_run.query("SELECT count(*) / count(DISTINCT user_id) FROM marts.user_recommendations")[0][0]
+    assert served > 2 * chains_only and product > 2 * chains_only, (served, chains_only, product)
 
 
 def test_the_product_table_records_the_promoted_model_version(main_run):
