@@ -233,7 +233,9 @@ def chain_order(recommendations: pd.DataFrame) -> pd.DataFrame:
     kinds={"pytorch", "duckdb"},
     description=(
         "Per-user recommendations for one user-range shard, from the engine the promotion gate "
-        "(evaluation/model_promotion) let through: 4 sampled chains per user from the newest-history prompt, merged into unique catalog items ranked by how many chains produced them. Written to "
+        "(evaluation/model_promotion) let through: 4 sampled chains per user from the newest-history prompt, merged into "
+        "unique catalog items; the model then ranks those and the user's candidate pool (own purchases, co-purchased and "
+        "popular items) by its likelihood after the prompt, into lists of max_items. Written to "
         "marts.user_recommendations (user_id, rank, item_id, score, model_version, generated_at); a shard "
         "replaces its id range atomically."
     ),
@@ -280,7 +282,8 @@ def user_recommendations(
     description=(
         "The fine-tuned LLM's recommendations for the test period: generated like the product's, from each "
         "test user's prompt as of the test cut-off, into evaluation.recommendations (recommender 'llm'), with the "
-        "product's generation settings and repeat policy (the generation resource): the evaluation scores what is served."
+        "product's generation settings, candidate pool and repeat policy (the generation resource): the evaluation scores "
+        "what is served. The generated items alone in the chains' order are scored too, as 'llm_chains'."
     ),
 )
 def llm_test_recommendations(
