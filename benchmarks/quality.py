@@ -39,8 +39,8 @@ RESULTS = PROJECT / "benchmarks" / "results"
 README = PROJECT / "README.md"
 README_START, README_END = "<!-- quality-benchmark:start -->", "<!-- quality-benchmark:end -->"
 DATASETS = ["default", "grocery", "durable", "public"]
-# 12 runs (4 data sets x 3 seeds) of 4-12 min each on 2 idle cores: about 1 h 30 min in all
-# (at 1,500 users a run took 7.5 min on the default marketplace and 12.5 min on the grocery one).
+# Measured at these sizes on 2 idle cores: one seed over the 4 data sets takes 39 min (default 6,
+# grocery 9, durable 3.5, public 21), so 3 seeds take about 2 h; --seeds 0,1 fits a shorter slot.
 FULL = {"users": 1_000, "items": 1_000, "days": 180, "months": 6, "seeds": [0, 1, 2]}
 # Training dominates (about 2/3 of a run); on the public data the prompts are full (300+ purchases a household).
 QUICK = {"users": 300, "items": 200, "days": 90, "months": 3, "seeds": [0, 1]}
