@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="likelihood: the model scores generated and pool items (default); chains: agreement between the chains only",
     )  # fmt: skip
     parser.add_argument("--scoring-model", type=Path, help="HF checkpoint that scores items (default: the engine's source model)")
-    parser.add_argument("--output", type=Path, required=True, help="parquet to write: user_id, rank, item_id, score, chains_with_item")
+    parser.add_argument("--output", type=Path, required=True, help="parquet to write: " + ", ".join(OUTPUT_SCHEMA.names))
     parser.add_argument("--chains", type=int, default=defaults.chains, help="independent sampled chains per user")
     parser.add_argument("--top-p", type=float, default=defaults.top_p)
     parser.add_argument("--top-k", type=int, default=defaults.top_k)

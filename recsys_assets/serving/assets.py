@@ -201,9 +201,11 @@ def _catalog_and_bought(warehouse: Warehouse, users_filter: str) -> tuple[pd.Dat
     return catalog, bought
 
 
-def _pool(context: dg.AssetExecutionContext, generation: GenerationSettings, inputs) -> pd.DataFrame:
+def _pool(context: dg.AssetExecutionContext, generation: GenerationSettings, load_inputs) -> pd.DataFrame:
+    """The candidate pool from ``load_inputs()`` (read only when the likelihood ranking needs it)."""
     if generation.ranking != "likelihood":
         return pd.DataFrame(columns=["user_id", "item_id", "source"])
+    inputs = load_inputs()
     started = time.perf_counter()
     pool = candidate_pool(inputs, generation.pool_sources, generation.pool_items_per_source)
     users = max(len(inputs.users), 1)
@@ -260,9 +262,12 @@ def user_recommendations(
             recommendations = popularity_fallback(conn, prompts["user_id"], bought, generation.max_items, keep_bought)
         job = {"model_version": FALLBACK_VERSION, "backend": "none", "users": len(prompts)}
     else:
-        with warehouse.get_connection() as conn:
-            purchases = conn.execute("SELECT user_id, item_id, ts FROM staging.fct_purchases ORDER BY user_id, ts, item_id").df()
-        pool = _pool(context, generation, serving_inputs(purchases, prompts["user_id"]))
+        def every_purchase():
+            with warehouse.get_connection() as conn:
+                purchases = conn.execute("SELECT user_id, item_id, ts FROM staging.fct_purchases ORDER BY user_id, ts, item_id").df()
+            return serving_inputs(purchases, prompts["user_id"])
+
+        pool = _pool(context, generation, every_purchase)
         run_name = f"shard-{context.partition_key}"
         recommendations, job = generate_for(
             context, engine, prompts, bought, catalog, pool, run_name, generation, keep_bought, gpu_jobs, artifacts
@@ -300,9 +305,12 @@ def llm_test_recommendations(
     cutoff = pd.Timestamp(_dataset_manifest(context)["split_dates"]["test_start"])
     catalog, bought = _catalog_and_bought(warehouse, f"ts < TIMESTAMP '{cutoff}'")
     # The pool sees what the baselines see: fitted before the training cut-off, histories before the test period.
-    with warehouse.get_connection() as conn:
-        inputs = load_baseline_inputs(conn, splits.dates(conn))
-    pool = _pool(context, generation, dataclasses.replace(inputs, users=test["user_id"].sort_values().to_numpy()))
+    def what_baselines_see():
+        with warehouse.get_connection() as conn:
+            inputs = load_baseline_inputs(conn, splits.dates(conn))
+        return dataclasses.replace(inputs, users=test["user_id"].sort_values().to_numpy())
+
+    pool = _pool(context, generation, what_baselines_see)
     challenger = latest_metadata(context.instance, INFERENCE_ENGINE)
     generate = partial(generate_for, context, prompts=test, bought=bought, catalog=catalog, pool=pool, generation=generation,
                        keep_bought=keep_bought, gpu_jobs=gpu_jobs, artifacts=artifacts)  # fmt: skip
