@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
@@ -114,7 +115,8 @@ class CommitPause:
 
     def __init__(self, target: str, marker: Path, skip: int):
         self.target, self.marker, self.skip = target.lower(), marker, skip
-        self._in_transaction = self._mentions_target = False
+        # Per thread: dbt runs models on several threads, each in its own transaction.
+        self._state = threading.local()
 
     @classmethod
     def from_env(cls) -> CommitPause | None:
@@ -124,15 +126,15 @@ class CommitPause:
         return cls(target, Path(os.environ["RECSYS_FAULT_PAUSE_MARKER"]), int(os.environ.get("RECSYS_FAULT_PAUSE_SKIP", "0")))
 
     def before(self, sql: str) -> None:
-        keyword = self._STATEMENT.match(sql)
+        state, keyword = self._state, self._STATEMENT.match(sql)
         if keyword and keyword.group(1).upper() == "BEGIN":
-            self._in_transaction, self._mentions_target = True, False
+            state.in_transaction, state.mentions_target = True, False
         elif keyword:
-            if self._in_transaction and self._mentions_target:
+            if getattr(state, "in_transaction", False) and state.mentions_target:
                 self._pause_or_skip()
-            self._in_transaction = False
-        elif self._in_transaction and self.target in sql.lower():
-            self._mentions_target = True
+            state.in_transaction = False
+        elif getattr(state, "in_transaction", False) and self.target in sql.lower():
+            state.mentions_target = True
 
     def _pause_or_skip(self) -> None:
         if self.skip > 0:
