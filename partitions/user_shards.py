@@ -1,34 +1,38 @@
 """User-range shards: the partitions of everything computed per user (recommendations first).
 
-A shard is a contiguous, inclusive range of user ids, keyed ``u<lo>-<hi>`` with both bounds
-zero-padded to 19 digits (the width of the largest int64) so that keys sort like their ranges
-and never contain a comma. A backfill of N shards is N independent jobs (N GPUs in production).
+A shard is a contiguous, inclusive range of user ids, keyed ``u<lo>-<hi>`` (``u1201-2400``).
+A backfill of N shards is N independent jobs (N GPUs in production).
 
-Shards are planned on a fixed grid of ``width`` ids (``RECSYS_SHARD_WIDTH``, default 200M):
-a user belongs to the grid cell ``user_id // width``. The grid, not the current user count,
-decides the ranges, so a key once registered never changes and re-materializing a shard
-always covers the same users. A user outside every registered shard opens the cell around
-them; if the width was changed after shards were registered, the new cell is clipped so that
-it never overlaps an older shard. The shard sensor (recsys_assets/sensors.py) registers the
-keys that ``plan_new_shards`` returns.
+Shards are planned from the users present, to hold about ``RECSYS_USERS_PER_SHARD`` users
+each (default 1,000; a GPU job's worth in production):
 
-The grid balances users when ids are spread evenly over the id space (random ids) or grow
-over time (sequential ids: new users fill the newest cell, then open the next one); pick a
-width that gives each shard about one GPU-job's worth of users.
+- the first registration cuts the id range at quantiles of the users' ids, so the shards hold
+  equal numbers of users however the ids are spread (random, dense 1..N, clustered);
+- later users above every shard (sequential ids: the newest users) open shards of the id width
+  that held ``users_per_shard`` users in the newest shard, so they fill up to the same size as
+  users keep arriving, instead of one tiny shard per day;
+- users in a gap between registered shards (ids older than the shards, or keys planned by an
+  older rule) get shards cut at quantiles inside that gap.
+
+A registered key never changes, so re-materializing a shard always covers the same users. Keys
+of the earlier 19-digit form (``u0000000000200000000-0000000000399999999``) still parse. The
+shard sensor (recsys_assets/sensors.py) and ``recsys run`` register what ``plan_new_shards``
+returns.
 """
 
 from __future__ import annotations
 
-import bisect
-import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
+import numpy as np
 
-DIGITS = 19  # len(str(2**63 - 1))
+from resources import settings
+
 MAX_USER_ID = 2**63 - 1
-SHARD_WIDTH = int(os.environ.get("RECSYS_SHARD_WIDTH", "200000000"))
+_KEY = re.compile(r"u(\d{1,19})-(\d{1,19})")
 
 user_shards = dg.DynamicPartitionsDefinition(name="user_shards")
 
@@ -42,7 +46,7 @@ class ShardRange:
 
     @property
     def key(self) -> str:
-        return f"u{self.lo:0{DIGITS}d}-{self.hi:0{DIGITS}d}"
+        return f"u{self.lo}-{self.hi}"
 
     def contains(self, user_id: int) -> bool:
         return self.lo <= user_id <= self.hi
@@ -53,44 +57,76 @@ class ShardRange:
 
 def shard_range(key: str) -> ShardRange:
     """The id range of a shard key; raises ValueError for anything that is not a shard key."""
-    lo, sep, hi = key.removeprefix("u").partition("-")
-    if not key.startswith("u") or not sep or len(lo) != DIGITS or len(hi) != DIGITS or not (lo + hi).isdigit():
-        raise ValueError(f"{key!r} is not a user shard key (expected u<{DIGITS} digits>-<{DIGITS} digits>)")
-    shard = ShardRange(int(lo), int(hi))
-    if shard.lo > shard.hi:
-        raise ValueError(f"{key!r}: the range is empty ({shard.lo} > {shard.hi})")
+    match = _KEY.fullmatch(key)
+    if not match:
+        raise ValueError(f"{key!r} is not a user shard key (expected u<first id>-<last id>, e.g. u1201-2400)")
+    shard = ShardRange(int(match.group(1)), int(match.group(2)))
+    if shard.lo > shard.hi or shard.hi > MAX_USER_ID:
+        raise ValueError(f"{key!r}: not a range of non-negative int64 ids ({shard.lo} .. {shard.hi})")
     return shard
 
 
-def plan_new_shards(user_ids: Iterable[int], existing_keys: Sequence[str], width: int = SHARD_WIDTH) -> list[ShardRange]:
+def plan_new_shards(user_ids: Iterable[int], existing_keys: Sequence[str], users_per_shard: int | None = None) -> list[ShardRange]:
     """Shards to register so that every user id lies in exactly one shard.
 
-    Existing shards are kept as they are; users they do not cover get the grid cell of
-    ``width`` ids around them, clipped to the gap between the existing shards next to them.
-    Returns the new shards in id order (empty when every user is covered).
+    ``user_ids`` are all the users (not only the uncovered ones: the newest shard's density sets
+    the width of the shards after it). Existing shards are kept as they are. Returns the new
+    shards in id order (empty when every user is covered).
     """
-    if width < 1:
-        raise ValueError(f"shard width must be positive, got {width}")
+    target = users_per_shard or settings.users_per_shard()
+    if target < 1:
+        raise ValueError(f"users per shard must be positive, got {target}")
+    ids = _checked_ids(user_ids)
     existing = sorted(shard_range(key) for key in existing_keys)
-    starts = [shard.lo for shard in existing]
-    planned: dict[tuple[int, int], ShardRange] = {}
-    for user_id in user_ids:
+    planned: list[ShardRange] = []
+    for gap in _free_ranges(existing):
+        inside = ids[(ids >= gap.lo) & (ids <= gap.hi)]
+        if not inside.size:
+            continue
+        newest = existing[-1] if existing else None
+        if newest and gap.lo == newest.hi + 1 and gap.hi == MAX_USER_ID:
+            planned += _cells_after(newest, ids, inside, target)
+        else:
+            planned += _quantile_cut(inside, gap, target)
+    return planned
+
+
+def _checked_ids(user_ids: Iterable[int]) -> np.ndarray:
+    values = [int(user_id) for user_id in user_ids]
+    for user_id in values:
         if not 0 <= user_id <= MAX_USER_ID:
             raise ValueError(f"user id {user_id} is outside 0..2^63-1: shard keys cover non-negative int64 ids")
-        gap = _gap_around(existing, starts, user_id)
-        if gap is None:
-            continue  # covered by a registered shard
-        # A registered shard can cut a grid cell in two free parts: (cell, gap) names the part.
-        cell_lo = user_id // width * width
-        planned[(cell_lo, gap.lo)] = ShardRange(max(cell_lo, gap.lo), min(cell_lo + width - 1, gap.hi))
-    return sorted(planned.values())
+    return np.unique(np.asarray(values, dtype=np.int64))
 
 
-def _gap_around(existing: list[ShardRange], starts: list[int], user_id: int) -> ShardRange | None:
-    """The free id range around ``user_id`` between registered shards, or None if one covers it."""
-    index = bisect.bisect_right(starts, user_id)
-    below = existing[index - 1] if index else None
-    if below and below.contains(user_id):
-        return None
-    above = existing[index] if index < len(existing) else None
-    return ShardRange(below.hi + 1 if below else 0, above.lo - 1 if above else MAX_USER_ID)
+def _free_ranges(existing: list[ShardRange]) -> list[ShardRange]:
+    """The id ranges no registered shard covers, in order."""
+    free, start = [], 0
+    for shard in existing:
+        if shard.lo > start:
+            free.append(ShardRange(start, shard.lo - 1))
+        start = shard.hi + 1
+    if start <= MAX_USER_ID:
+        free.append(ShardRange(start, MAX_USER_ID))
+    return free
+
+
+def _quantile_cut(inside: np.ndarray, gap: ShardRange, target: int) -> list[ShardRange]:
+    """``inside`` (sorted users of ``gap``) cut into shards of equal user counts, covering the gap up
+    to its last user (or to its end when a registered shard bounds it from above)."""
+    count = max(1, round(inside.size / target))
+    starts = [gap.lo, *(int(inside[i * inside.size // count]) for i in range(1, count))]
+    last = gap.hi if gap.hi < MAX_USER_ID else int(inside[-1])
+    ends = [start - 1 for start in starts[1:]] + [last]
+    return [ShardRange(lo, hi) for lo, hi in zip(starts, ends)]
+
+
+def _cells_after(newest: ShardRange, ids: np.ndarray, inside: np.ndarray, target: int) -> list[ShardRange]:
+    """Cells after the newest shard, each as wide as the id span that held ``target`` users in it."""
+    held = int(((ids >= newest.lo) & (ids <= newest.hi)).sum())
+    if not held:
+        return _quantile_cut(inside, ShardRange(newest.hi + 1, MAX_USER_ID), target)
+    width = max(1, round(target * (newest.hi - newest.lo + 1) / held))
+    origin = newest.hi + 1
+    cells = sorted({(int(user_id) - origin) // width for user_id in inside})  # Python ints: the width can pass int64
+    return [ShardRange(origin + cell * width, min(origin + (cell + 1) * width - 1, MAX_USER_ID)) for cell in cells]

@@ -20,7 +20,7 @@ import dagster as dg
 import duckdb
 
 from partitions import daily_partitions, user_shards
-from partitions.user_shards import ShardRange, plan_new_shards, shard_range
+from partitions.user_shards import plan_new_shards
 from recsys_assets.automation import WAREHOUSE_RETRIES
 from recsys_assets.runner import landing_days
 from resources.landing import EVENT_TABLES, SNAPSHOT_TABLES, LandingZone
@@ -115,11 +115,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) ->
 # --- user shards ----------------------------------------------------------------------------
 
 
-def uncovered_user_ids(database: str, shards: list[ShardRange]) -> list[int]:
-    """Users in staging.stg_users outside every shard (read-only: never blocks a writer for long)."""
-    outside = " AND ".join(f"NOT ({shard.sql_filter()})" for shard in shards) or "true"
+def all_user_ids(database: str) -> list[int]:
+    """Every user in staging.stg_users (read-only: never blocks a writer for long)."""
     with duckdb.connect(database, read_only=True) as conn:
-        return [user_id for (user_id,) in conn.execute(f"SELECT user_id FROM staging.stg_users WHERE {outside}").fetchall()]
+        return [user_id for (user_id,) in conn.execute("SELECT user_id FROM staging.stg_users").fetchall()]
 
 
 @dg.sensor(
@@ -131,14 +130,14 @@ def uncovered_user_ids(database: str, shards: list[ShardRange]) -> list[int]:
 def user_shard_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse) -> dg.SensorResult:
     existing = list(context.instance.get_dynamic_partitions(user_shards.name))
     try:
-        uncovered = uncovered_user_ids(warehouse.database, [shard_range(key) for key in existing])
+        user_ids = all_user_ids(warehouse.database)
     except (duckdb.IOException, duckdb.CatalogException) as error:
         # A run holds the write lock, or staging.stg_users does not exist yet: try next tick.
         return dg.SensorResult(skip_reason=f"Users not readable yet: {error}")
-    new = plan_new_shards(uncovered, existing)
+    new = plan_new_shards(user_ids, existing)
     if not new:
         return dg.SensorResult(skip_reason=f"All users are in the {len(existing)} registered shards.")
-    context.log.info(f"{len(uncovered)} user(s) outside the registered shards: adding {', '.join(s.key for s in new)}")
+    context.log.info(f"Users outside the {len(existing)} registered shards: adding {', '.join(s.key for s in new)}")
     return dg.SensorResult(dynamic_partitions_requests=[user_shards.build_add_request([shard.key for shard in new])])
 
 

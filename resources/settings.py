@@ -31,3 +31,8 @@ def warehouse_path() -> Path:
 
 def artifacts_dir() -> Path:
     return recsys_home() / "artifacts"
+
+
+def users_per_shard() -> int:
+    """``RECSYS_USERS_PER_SHARD``: about how many users a user-range shard holds (one GPU job's worth)."""
+    return int(os.environ.get("RECSYS_USERS_PER_SHARD", "1000"))

@@ -13,6 +13,10 @@ import dagster as dg
 import duckdb
 import pytest
 
+# In-process tests share one partition start (partitions/daily.py would otherwise follow whatever
+# landed in the developer's own RECSYS_HOME); subprocess runs set their own environment.
+os.environ.setdefault("RECSYS_FIRST_DAY", "2026-01-01")
+
 from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
 
 # Small enough for a 2-core CI machine, large enough for the planted structure to show.
@@ -99,7 +103,8 @@ def main_run(tmp_path_factory) -> MainRun:
     home = tmp_path_factory.mktemp("recsys_home")
     (home / "dagster").mkdir()
     bin_dir = Path(sys.executable).parent
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "RECSYS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "RECSYS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+           "RECSYS_USERS_PER_SHARD": str(MAIN_RUN_USERS // 2)}  # two shards: the marts read across shards  # fmt: skip
     result = subprocess.run([str(bin_dir / "recsys"), "run", *MAIN_RUN_FLAGS], env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return MainRun(result, home, env)

@@ -143,7 +143,7 @@ def test_the_requested_run_loads_the_day_after_its_snapshots(landing, tmp_path):
 # --- shard sensor ---------------------------------------------------------------------------
 
 
-def test_shard_sensor_registers_shards_for_new_users_only(tmp_path):
+def test_shard_sensor_registers_shards_for_new_users_only(tmp_path, monkeypatch):
     database = str(tmp_path / "warehouse.duckdb")
     with duckdb.connect(database) as conn:
         conn.execute("CREATE SCHEMA staging; CREATE TABLE staging.stg_users AS SELECT * FROM (VALUES (5), (250000000), (260000000)) t(user_id)")
@@ -156,13 +156,15 @@ def test_shard_sensor_registers_shards_for_new_users_only(tmp_path):
             instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
         return result
 
+    monkeypatch.setenv("RECSYS_USERS_PER_SHARD", "2")
     tick()
-    assert instance.get_dynamic_partitions("user_shards") == [ShardRange(0, 199_999_999).key, ShardRange(200_000_000, 399_999_999).key]
+    assert instance.get_dynamic_partitions("user_shards") == [ShardRange(0, 249_999_999).key, ShardRange(250_000_000, 260_000_000).key]
     assert not tick().dynamic_partitions_requests  # nobody new: nothing to add
     with duckdb.connect(database) as conn:
-        conn.execute("INSERT INTO staging.stg_users VALUES (900000001)")
+        conn.execute("INSERT INTO staging.stg_users VALUES (260000001)")
     [request] = tick().dynamic_partitions_requests
-    assert request.partition_keys == [ShardRange(800_000_000, 999_999_999).key]
+    # The newest shard held 2 users in 10,000,001 ids: the next shard is as wide.
+    assert request.partition_keys == [ShardRange(260_000_001, 270_000_001).key]
 
 
 def test_shard_sensor_waits_until_the_users_are_readable(tmp_path):

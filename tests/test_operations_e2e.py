@@ -115,6 +115,7 @@ def dagster(tmp_path_factory):
         "RECSYS_HOME": str(recsys_home),
         "RECSYS_LANDING_DIR": str(landing),
         "RECSYS_ALERT_WEBHOOK": webhook.url,
+        "RECSYS_USERS_PER_SHARD": "100",  # three shards of the 300 users
         "FRESHNESS_DAEMON_INTERVAL_SECONDS": "5",  # the drill's one-minute window, seen promptly
     }
     # Create the SQLite storage here, before two processes race to create it at once.
