@@ -120,6 +120,8 @@ def test_training_on_the_marketplace_cuts_validation_loss(trained):
     assert metadata["tokens_per_s"] > 0 and metadata["wall_time_s"] > metadata["train_seconds"] > 0
     assert 0 < metadata["params_trainable"] < metadata["params_total"]
     assert metadata["loss_curve"].startswith("![loss curve](data:image/png;base64,")
+    settings = {record.data["setting"]: record.data["value"] for record in metadata["hyperparameters"].records}
+    assert settings["batch_size"] == str(SMALL_RUN["batch_size"]) and settings["max_steps"] == str(SMALL_RUN["max_steps"])
     (check,) = trained.get_asset_check_evaluations()
     assert check.passed
 

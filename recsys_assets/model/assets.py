@@ -73,6 +73,17 @@ def default_base_model(gpu_mode: str) -> str:
     return PRODUCTION_BASE_MODEL if gpu_mode == "kubernetes" else TINY_LLAMA
 
 
+# The settings a person compares between two models, shown as a table on the model's page.
+HYPERPARAMETERS = ("base_model", "learning_rate", "warmup_ratio", "lora_r", "lora_alpha", "lora_dropout", "batch_size",
+                   "epochs", "max_steps", "max_length", "precision", "seed")  # fmt: skip
+
+
+def hyperparameter_table(training: TrainingConfig) -> dg.TableMetadataValue:
+    schema = dg.TableSchema(columns=[dg.TableColumn("setting", "string"), dg.TableColumn("value", "string")])
+    rows = [dg.TableRecord({"setting": name, "value": str(getattr(training, name))}) for name in HYPERPARAMETERS]
+    return dg.MetadataValue.table(rows, schema=schema)
+
+
 def input_folder(explicit: str, upstream: dg.AssetKey, context: dg.AssetExecutionContext) -> Path:
     """The folder a job reads: the one named in the config, else the upstream's latest."""
     return Path(explicit) if explicit else latest_artifact(context.instance, upstream)
@@ -109,7 +120,9 @@ def fine_tuned_model(context: dg.AssetExecutionContext, config: FineTuneConfig, 
     )
     # The job reports the model folder under its own mount of the store; downstream reads ours.
     local = dg.MetadataValue.path(str(gpu_jobs.local_path(reported.metadata["path"].value)))
-    return dg.MaterializeResult(metadata={**reported.metadata, "path": local}, data_version=reported.data_version, check_results=[check])
+    metadata = {**reported.metadata, "path": local, "hyperparameters": hyperparameter_table(training),
+                "prompt_dataset": dg.MetadataValue.path(dataset), "id_tokenizer": dg.MetadataValue.path(tokenizer)}  # fmt: skip
+    return dg.MaterializeResult(metadata=metadata, data_version=reported.data_version, check_results=[check])
 
 
 model_assets = [fine_tuned_model]
