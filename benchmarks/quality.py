@@ -99,7 +99,7 @@ def run_worker(dataset: str, seed: int, sizes: dict, workdir: Path) -> dict:
     import duckdb
 
     from recsys_assets.definitions import defs
-    from recsys_assets.runner import INFO_LOGS, day_range_tags, landing_days
+    from recsys_assets.runner import INFO_LOGS, day_range_tags
     from resources.generation import GenerationSettings, repeat_share_sql
     from resources.splits import EvaluationSplit
 
@@ -107,7 +107,7 @@ def run_worker(dataset: str, seed: int, sizes: dict, workdir: Path) -> dict:
     selection = dg.AssetSelection.assets(metrics_key).upstream()
     assets = [*defs.assets, *(defs.asset_checks or [])]
     instance = dg.DagsterInstance.ephemeral()
-    days = landing_days(defs.resources["landing"])
+    days = defs.resources["landing"].landing_days()
     selected = selection.resolve(defs.resolve_asset_graph())
     run_config = {**seeded_config(defs.assets, selected, seed), **INFO_LOGS}
     # The sampling seed lives on the generation resource the product and the evaluation share.

@@ -42,11 +42,10 @@ def resolve_first_day(configured: str | None, record: Path, first_landing_day: C
 
 
 def first_landing_day() -> date | None:
-    from resources.landing import EVENT_TABLES, LandingDataError, LandingZone
+    from resources.landing import LandingDataError, LandingZone
 
-    landing = LandingZone()
     try:
-        return min((day for table in EVENT_TABLES for day in landing.event_days(table)), default=None)
+        return next(iter(LandingZone().landing_days()), None)
     except LandingDataError:
         return None  # nothing has landed yet
 

@@ -78,12 +78,12 @@ def plan_new_shards(user_ids: Iterable[int], existing_keys: Sequence[str], users
         raise ValueError(f"users per shard must be positive, got {target}")
     ids = _checked_ids(user_ids)
     existing = sorted(shard_range(key) for key in existing_keys)
+    newest = existing[-1] if existing else None
     planned: list[ShardRange] = []
     for gap in _free_ranges(existing):
         inside = ids[(ids >= gap.lo) & (ids <= gap.hi)]
         if not inside.size:
             continue
-        newest = existing[-1] if existing else None
         if newest and gap.lo == newest.hi + 1 and gap.hi == MAX_USER_ID:
             planned += _cells_after(newest, ids, inside, target)
         else:

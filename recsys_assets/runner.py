@@ -19,13 +19,9 @@ import dagster as dg
 from partitions import daily_partitions, user_shards
 from recsys_assets.automation import ON_DEMAND_GROUPS
 from partitions.user_shards import plan_new_shards
-from resources.landing import EVENT_TABLES, LandingDataError, LandingZone
+from resources.landing import LandingDataError
 
 INFO_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-
-
-def landing_days(landing: LandingZone) -> list[date]:
-    return sorted({day for table in EVENT_TABLES for day in landing.event_days(table)})
 
 
 def day_range_tags(days: list[date]) -> dict[str, str]:
@@ -61,7 +57,7 @@ def materialize_everything(
         from recsys_assets.definitions import defs
     instance = instance or dg.DagsterInstance.get()
     resources = defs.resources
-    days = landing_days(resources["landing"])
+    days = resources["landing"].landing_days()
     if not days:
         raise LandingDataError(f"No event days found in the landing folder {resources['landing'].root}.")
 

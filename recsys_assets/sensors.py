@@ -20,9 +20,8 @@ import dagster as dg
 import duckdb
 
 from partitions import daily_partitions, user_shards
-from partitions.user_shards import plan_new_shards
+from partitions.user_shards import ShardRange, plan_new_shards, shard_range
 from recsys_assets.automation import WAREHOUSE_RETRIES
-from recsys_assets.runner import landing_days
 from resources.landing import EVENT_TABLES, SNAPSHOT_TABLES, LandingZone
 from resources.notifier import Alert, Notifier
 from resources.warehouse import Warehouse
@@ -95,7 +94,7 @@ ingest_day = dg.define_asset_job(
     "(RECSYS_LANDING_DIR), one run per day; reloads the snapshots first when their files changed.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
-    found = landing_days(landing)
+    found = landing.landing_days()
     days, unmapped = new_landing_days(found, context.instance), unmapped_days_note(found)
     if unmapped:
         context.log.warning(unmapped)
@@ -115,10 +114,15 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) ->
 # --- user shards ----------------------------------------------------------------------------
 
 
-def all_user_ids(database: str) -> list[int]:
-    """Every user in staging.stg_users (read-only: never blocks a writer for long)."""
+def users_if_any_uncovered(database: str, shards: list[ShardRange]) -> tuple[int, list[int]]:
+    """How many users in staging.stg_users lie outside every shard and, when some do, every user id
+    (the planner sizes new shards from the newest one's users). Read-only: never blocks a writer for long."""
+    outside = " AND ".join(f"NOT ({shard.sql_filter()})" for shard in shards) or "true"
     with duckdb.connect(database, read_only=True) as conn:
-        return [user_id for (user_id,) in conn.execute("SELECT user_id FROM staging.stg_users").fetchall()]
+        [(uncovered,)] = conn.execute(f"SELECT count(*) FROM staging.stg_users WHERE {outside}").fetchall()
+        if not uncovered:
+            return 0, []  # the usual tick: nothing to plan, so the ids are not read
+        return uncovered, [user_id for (user_id,) in conn.execute("SELECT user_id FROM staging.stg_users").fetchall()]
 
 
 @dg.sensor(
@@ -130,14 +134,14 @@ def all_user_ids(database: str) -> list[int]:
 def user_shard_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse) -> dg.SensorResult:
     existing = list(context.instance.get_dynamic_partitions(user_shards.name))
     try:
-        user_ids = all_user_ids(warehouse.database)
+        uncovered, user_ids = users_if_any_uncovered(warehouse.database, [shard_range(key) for key in existing])
     except (duckdb.IOException, duckdb.CatalogException) as error:
         # A run holds the write lock, or staging.stg_users does not exist yet: try next tick.
         return dg.SensorResult(skip_reason=f"Users not readable yet: {error}")
     new = plan_new_shards(user_ids, existing)
     if not new:
         return dg.SensorResult(skip_reason=f"All users are in the {len(existing)} registered shards.")
-    context.log.info(f"Users outside the {len(existing)} registered shards: adding {', '.join(s.key for s in new)}")
+    context.log.info(f"{uncovered} user(s) outside the registered shards: adding {', '.join(s.key for s in new)}")
     return dg.SensorResult(dynamic_partitions_requests=[user_shards.build_add_request([shard.key for shard in new])])
 
 

@@ -163,6 +163,10 @@ class LandingZone(dg.ConfigurableResource):
         skipped = list(self.skipped_files()) if self.root.is_dir() else []
         return f" Files found but not read: {', '.join(skipped[:10])}." if skipped else ""
 
+    def landing_days(self) -> list[date]:
+        """Every day with event data in any event table, in order."""
+        return sorted({day for table in EVENT_TABLES for day in self.event_days(table)})
+
     def event_days(self, table: str) -> list[date]:
         """Days with event data: from dated file names and folders, or the timestamps of undated files."""
         files = self.files(table)

@@ -15,7 +15,7 @@ import pytest
 
 from recsys_assets.ingest.assets import ingest_assets
 from recsys_assets.ingest.loading import CONTRACTS
-from recsys_assets.runner import day_range_tags, landing_days
+from recsys_assets.runner import day_range_tags
 from resources.landing import LandingZone, load_as_text
 from tests.conftest import point_platform_at
 
@@ -85,7 +85,7 @@ def test_the_loader_keeps_every_purchase_of_the_sampled_households(written, sour
 def test_the_landing_zone_reads_what_the_loader_wrote(written):
     landing, stats = written
     zone = LandingZone(path=str(landing))
-    days = landing_days(zone)
+    days = zone.landing_days()
     assert len(days) == stats["days"] and days[-1] == END_DAY
     with duckdb.connect() as conn:
         for table, expected in (("users", stats["users"]), ("items", stats["items"]), ("purchases", stats["purchases"])):
@@ -101,7 +101,7 @@ def test_the_real_ingest_loads_every_row_and_quarantines_none(written, tmp_path,
     monkeypatch.setenv("RECSYS_LANDING_DIR", "unset")
     landing, stats = written
     point_platform_at(tmp_path, landing)
-    days = landing_days(LandingZone(path=str(landing)))
+    days = LandingZone(path=str(landing)).landing_days()
     instance, resources = dg.DagsterInstance.ephemeral(), default_resources()
     assert dg.materialize(ingest_assets, selection=["raw/users", "raw/items"], resources=resources, instance=instance).success
     events = dg.materialize(ingest_assets, selection=["raw/purchases"], resources=resources, instance=instance, tags=day_range_tags(days))
