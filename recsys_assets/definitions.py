@@ -5,10 +5,11 @@ import dagster as dg
 from recsys_assets.automation import automation_sensors, with_layer_policies
 from recsys_assets.candidates.assets import candidate_assets, candidate_checks
 from recsys_assets.evaluation.assets import evaluation_assets
-from recsys_assets.evaluation.experiments import experiment_studies, experiments_job
+from recsys_assets.evaluation.experiments import experiment_studies
 from recsys_assets.evaluation.promotion import model_promotion
 from recsys_assets.features.assets import feature_assets
 from recsys_assets.ingest.assets import ingest_assets
+from recsys_assets.jobs import jobs
 from recsys_assets.llm_data.assets import llm_data_assets
 from recsys_assets.marts.assets import marts_for
 from recsys_assets.model.assets import model_assets
@@ -28,7 +29,7 @@ defs = dg.Definitions(
     # Freshness and automation by layer (recsys_assets/automation.py), not in the layer modules.
     assets=with_layer_policies([*layers, *marts_assets]),
     asset_checks=[*candidate_checks, *marts_checks],
-    jobs=[experiments_job],
+    jobs=jobs,
     sensors=[*automation_sensors(), *operations_sensors],
     resources=default_resources(),
 )

@@ -1,12 +1,9 @@
 """Materialize the whole graph headlessly, the way `recsys run` and the tests do.
 
-Three stages, because a run holds one kind of partition:
-
-1. everything that is daily-partitioned or unpartitioned, as one run whose daily assets
-   backfill all days found in the landing folder (single-run backfill policies);
-2. the user-range shards: new shards are registered for users outside the existing ones,
-   then each shard is one run (in production: one GPU pod per shard);
-3. what reads the shards (the marts), once.
+The stage jobs of recsys_assets/jobs.py, in order: ``ingest_and_features`` as one run whose
+daily assets backfill all days found in the landing folder (single-run backfill policies),
+``train_and_evaluate``, then ``serve_shards`` once per user-range shard (new shards are
+registered first for users outside the existing ones), then ``marts``.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ from datetime import date
 import dagster as dg
 
 from partitions import daily_partitions, user_shards
-from recsys_assets.automation import ON_DEMAND_GROUPS
+from recsys_assets.jobs import STAGE_JOBS, ingest_and_features, serve_shards
 from partitions.user_shards import plan_new_shards
 from resources.landing import LandingDataError
 
@@ -53,6 +50,7 @@ def materialize_everything(
     instance: dg.DagsterInstance | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dg.ExecuteInProcessResult]:
+    """Runs the stage jobs (recsys_assets/jobs.py) that have assets in ``defs``, in order."""
     if defs is None:
         from recsys_assets.definitions import defs
     instance = instance or dg.DagsterInstance.get()
@@ -60,24 +58,25 @@ def materialize_everything(
     days = resources["landing"].landing_days()
     if not days:
         raise LandingDataError(f"No event days found in the landing folder {resources['landing'].root}.")
+    stage_defs = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, resources=resources, jobs=STAGE_JOBS)
+    graph = stage_defs.resolve_asset_graph()
 
-    assets = [*defs.assets, *(defs.asset_checks or [])]
-    shard_keys = [spec.key for spec in defs.resolve_all_asset_specs() if spec.partitions_def == user_shards]
-    sharded = dg.AssetSelection.assets(*shard_keys)
-    on_demand = dg.AssetSelection.groups(*ON_DEMAND_GROUPS)  # the experiments job: hours, by hand only
+    def run(job: dg.UnresolvedAssetJobDefinition, **kwargs) -> dg.ExecuteInProcessResult:
+        return stage_defs.resolve_job_def(job.name).execute_in_process(instance=instance, run_config=INFO_LOGS, **kwargs)
 
-    def run(selection: dg.AssetSelection, **kwargs) -> dg.ExecuteInProcessResult:
-        return dg.materialize(assets, selection=selection, instance=instance, resources=resources, run_config=INFO_LOGS, **kwargs)
-
-    log(f"Stage 1: ingest and every unsharded layer for {days[0]} .. {days[-1]}")
-    results = [run(dg.AssetSelection.all() - sharded.downstream() - on_demand, tags=day_range_tags(days))]
-    if shard_keys:
-        shards = register_shards(instance, resources["warehouse"])
-        for number, key in enumerate(shards, start=1):
-            log(f"Stage 2: shard {number}/{len(shards)} {key}")
-            results.append(run(sharded, partition_key=key))
-        downstream = sharded.downstream() - sharded - on_demand
-        if downstream.resolve(defs.resolve_asset_graph()):
-            log("Stage 3: what reads the shards (marts)")
-            results.append(run(downstream))
+    results = []
+    for job in STAGE_JOBS:
+        if not job.selection.resolve(graph):
+            continue
+        if job is ingest_and_features:
+            log(f"{job.name}: every landing day, {days[0]} .. {days[-1]}")
+            results.append(run(job, tags=day_range_tags(days)))
+        elif job is serve_shards:
+            shards = register_shards(instance, resources["warehouse"])
+            for number, key in enumerate(shards, start=1):
+                log(f"{job.name}: shard {number}/{len(shards)} {key}")
+                results.append(run(job, partition_key=key))
+        else:
+            log(job.name)
+            results.append(run(job))
     return results

@@ -21,13 +21,11 @@ import duckdb
 
 from partitions import daily_partitions, user_shards
 from partitions.user_shards import ShardRange, plan_new_shards, shard_range
-from recsys_assets.automation import WAREHOUSE_RETRIES
-from resources.landing import EVENT_TABLES, SNAPSHOT_TABLES, LandingZone
+from recsys_assets.jobs import EVENT_KEYS, SNAPSHOT_KEYS, ingest_day
+from resources.landing import LandingZone
 from resources.notifier import Alert, Notifier
 from resources.warehouse import Warehouse
 
-EVENT_KEYS = [dg.AssetKey(["raw", table]) for table in EVENT_TABLES]
-SNAPSHOT_KEYS = {table: dg.AssetKey(["raw", table]) for table in SNAPSHOT_TABLES}
 PURCHASES = dg.AssetKey(["raw", "purchases"])
 
 
@@ -72,18 +70,6 @@ def stale_snapshots(landing: LandingZone, instance: dg.DagsterInstance) -> list[
         if loaded is None or loaded.timestamp < changed:
             stale.append(key)
     return stale
-
-
-# One day's ingest: small loads that the warehouse pool runs one at a time anyway, so one
-# process (one pod in production) for the run instead of one per step.
-ingest_day = dg.define_asset_job(
-    "ingest_day",
-    selection=dg.AssetSelection.assets(*SNAPSHOT_KEYS.values(), *EVENT_KEYS),
-    partitions_def=daily_partitions,
-    executor_def=dg.in_process_executor,
-    tags=WAREHOUSE_RETRIES.tags,
-    description="Ingest of one event day (and the snapshots, when their files changed); started by landing_sensor.",
-)
 
 
 @dg.sensor(

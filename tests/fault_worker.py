@@ -24,10 +24,10 @@ def _assets(layer: str) -> tuple[list, dg.AssetSelection]:
 
         return ingest_assets, dg.AssetSelection.all()
     if layer in ("dbt", "dbt_daily"):  # dbt: every feature model; dbt_daily: the daily ones (fct_purchases)
-        from recsys_assets.features.assets import dbt_daily_models, dbt_feature_models
+        from recsys_assets.features.assets import dbt_daily_purchases, feature_assets
 
-        selection = dg.AssetSelection.assets(dbt_daily_models) if layer == "dbt_daily" else dg.AssetSelection.all()
-        return [dbt_daily_models, dbt_feature_models], selection
+        selection = dg.AssetSelection.assets(dbt_daily_purchases) if layer == "dbt_daily" else dg.AssetSelection.all()
+        return feature_assets, selection
     if layer == "candidates":
         from recsys_assets.candidates.assets import item_vectors
 

@@ -6,7 +6,7 @@ import shutil
 import dagster as dg
 import duckdb
 
-from recsys_assets.features.assets import dbt_daily_models
+from recsys_assets.features.assets import dbt_daily_purchases
 from resources.dbt import dbt_resource
 from resources.warehouse import warehouse_resource
 
@@ -74,7 +74,7 @@ def test_incremental_day_rebuild_replaces_only_that_day(featured_platform, tmp_p
 
     resources = {"dbt": dbt_resource(str(copy)), "warehouse": warehouse_resource(str(copy))}
     try:
-        result = dg.materialize([dbt_daily_models], partition_key=day, resources=resources, instance=dg.DagsterInstance.ephemeral())
+        result = dg.materialize([dbt_daily_purchases], partition_key=day, resources=resources, instance=dg.DagsterInstance.ephemeral())
     finally:
         dbt_resource(str(featured_platform.warehouse))
     assert result.success

@@ -44,6 +44,11 @@ def test_the_product_table_records_the_promoted_model_version(main_run):
     assert served == {promotion["model_version"]}
 
 
+def test_every_run_belongs_to_a_named_stage_job(main_run):
+    runs = main_run.instance().get_runs()
+    assert {run.job_name for run in runs} == {"ingest_and_features", "train_and_evaluate", "serve_shards", "marts"}
+
+
 def test_the_run_prints_its_stages_and_the_tables(main_run):
-    assert "Stage 1" in main_run.result.stdout and "Stage 2" in main_run.result.stdout
+    assert "ingest_and_features: every landing day" in main_run.result.stdout and "serve_shards: shard 1/" in main_run.result.stdout
     assert "marts.user_recommendations" in main_run.result.stdout  # the closing table listing

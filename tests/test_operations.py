@@ -21,11 +21,9 @@ from recsys_assets.automation import LAYER_POLICIES, ON_DEMAND_GROUPS, automatio
 from recsys_assets.definitions import defs
 from partitions.user_shards import ShardRange
 from recsys_assets.ingest.assets import ingest_assets
+from recsys_assets.jobs import EVENT_KEYS, SNAPSHOT_KEYS, STAGE_JOBS, ingest_day
 from recsys_assets.sensors import (
-    EVENT_KEYS,
-    SNAPSHOT_KEYS,
     alert_sensor,
-    ingest_day,
     landing_sensor,
     run_failure_alert,
     user_shard_sensor,
@@ -69,6 +67,14 @@ def test_automation_sensors_cover_every_layer_and_tag_their_runs_with_retries():
     assert sorted(targeted) == sorted(automated)  # each asset by exactly one sensor, none launched by hand only
     assert all(int(sensor.run_tags["dagster/max_retries"]) >= 1 for sensor in sensors)
     assert defs.get_repository_def().get_job("ingest_day").tags["dagster/max_retries"] == "1"  # the landing sensor's runs
+
+
+def test_the_stage_jobs_cover_every_asset_once():
+    graph = defs.resolve_asset_graph()
+    staged = [key for job in STAGE_JOBS for key in job.selection.resolve(graph)]
+    automated = graph.materializable_asset_keys - dg.AssetSelection.groups(*ON_DEMAND_GROUPS).resolve(graph)
+    assert sorted(staged) == sorted(automated)  # recsys run materializes all but the on-demand experiments, each once
+    assert {job.name for job in STAGE_JOBS} <= {job.name for job in defs.get_repository_def().get_all_jobs()}
 
 
 # --- landing sensor -------------------------------------------------------------------------

@@ -1,8 +1,15 @@
 """Features layer: the dbt project (dbt_project/) as assets.
 
-Daily models (tag ``daily``: fct_purchases) are partitioned like the events they read and
-incremental in dbt; a backfill of many days is one dbt run over the whole range. The other
-models are rebuilt from them as one unpartitioned step.
+Three dbt steps, named for what they build, in the order the data flows:
+
+- ``dbt_staging``: the staged snapshots and carts/wishlists (unpartitioned, rebuilt);
+- ``dbt_daily_purchases``: the daily models (tag ``daily``: fct_purchases), partitioned like
+  the events they read and incremental in dbt; a backfill of many days is one dbt run over
+  the whole range;
+- ``dbt_features``: the feature models, rebuilt from the two above.
+
+One step for staging and features together would sit both before and after the daily step,
+and Dagster would run it as anonymous copies of itself (``_2``, ``_3`` in the run's steps).
 """
 
 
@@ -55,9 +62,9 @@ translator = RecsysDbtTranslator()
     backfill_policy=dg.BackfillPolicy.single_run(),
     dagster_dbt_translator=translator,
     pool=WAREHOUSE_POOL,
-    name="dbt_daily_models",
+    name="dbt_daily_purchases",
 )
-def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+def dbt_daily_purchases(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
     window = context.partition_time_window
     days = {"min_date": window.start.date().isoformat(), "max_date": (window.end - timedelta(days=1)).date().isoformat()}
     context.log.info(f"dbt build for days {days['min_date']} .. {days['max_date']}")
@@ -65,16 +72,32 @@ def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, war
         yield from dbt.cli(["build", "--vars", json.dumps(days)], context=context).stream()
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    exclude="tag:daily tag:marts",  # marts: recsys_assets/marts
-    dagster_dbt_translator=translator,
-    pool=WAREHOUSE_POOL,
-    name="dbt_feature_models",
-)
-def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
     with warehouse.lock_for_dbt(dbt.target):
         yield from dbt.cli(["build"], context=context).stream()
 
 
-feature_assets = [dbt_daily_models, dbt_feature_models]
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    select="config.schema:staging",
+    exclude="tag:daily",
+    dagster_dbt_translator=translator,
+    pool=WAREHOUSE_POOL,
+    name="dbt_staging",
+)
+def dbt_staging(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+    yield from _dbt_build(context, dbt, warehouse)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    select="config.schema:features",
+    dagster_dbt_translator=translator,
+    pool=WAREHOUSE_POOL,
+    name="dbt_features",
+)
+def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+    yield from _dbt_build(context, dbt, warehouse)
+
+
+feature_assets = [dbt_staging, dbt_daily_purchases, dbt_features]
