@@ -15,12 +15,11 @@ from recsys_assets.evaluation import baselines
 from recsys_assets.evaluation.assets import (
     BASELINE_RECOMMENDERS,
     BASELINES,
-    BEATS_POPULARITY,
-    beats_popularity,
     evaluation_assets,
     load_baseline_inputs,
     recommendation_metrics,
 )
+from recsys_assets.evaluation.checks import BASELINE_LISTS, BEATS_POPULARITY, beats_popularity
 from recsys_assets.evaluation.experiments import STUDY_METRICS, ExperimentsConfig, study_markdown, study_tables
 from recsys_assets.evaluation.tables import METRICS, RECOMMENDATIONS, write_recommendations
 from resources.artifacts import ArtifactStore
@@ -169,9 +168,15 @@ def test_metrics_cover_every_recommender_metric_and_k(evaluated):
     for name in ("item_to_item", "ease"):
         assert values[name, "ndcg", 10] > values["global_popularity", "ndcg", 10]
     metadata = metadata_of(result, recommendation_metrics.key)
-    assert "global_popularity" in metadata["relative_deltas"] and "%" in metadata["relative_deltas"]
+    deltas = metadata[f"relative_deltas_of_{metadata['compared_model']}"]  # a table, rendered inline
+    assert "global_popularity" in [column.name for column in deltas.schema.columns]
+    assert all(record.data["global_popularity"].endswith("%") for record in deltas.records)
+    at_10 = metadata["metrics@10"]
+    assert {record.data["metric"] for record in at_10.records} >= {"hit_rate", "ndcg", "valid_id_rate"}
     assert metadata["comparison_plot"].startswith("![comparison](data:image/png;base64,")
-    assert [evaluation.check_name for evaluation in result.get_asset_check_evaluations()] == [BEATS_POPULARITY]
+    checks = {(e.asset_key, e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    assert (recommendation_metrics.key, BEATS_POPULARITY) in checks
+    assert all(checks[baseline.key, BASELINE_LISTS] for baseline in BASELINES)  # every baseline lists every user
 
 
 def test_baselines_read_nothing_from_the_held_out_period(evaluated, tmp_path):

@@ -153,6 +153,10 @@ def prompt_examples(featured_platform):
         [*candidate_assets, *llm_data_assets], resources=featured_platform.resources(), instance=instance, run_config=run_config
     )
     assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key.path[0] == "llm_data"}
+    assert checks == {
+        "catalog_ids_round_trip": True, "prompts_follow_template": True, "token_budget_respected": True, "no_test_period_leakage": True
+    }  # fmt: skip
     materialization = result.asset_materializations_for_node("llm_data__prompt_dataset")[0]
     tokenizer = result.asset_materializations_for_node("llm_data__id_tokenizer")[0]
     folder = materialization.metadata["path"].value
@@ -232,6 +236,6 @@ def test_tokenizer_asset_reports_the_side_by_side_comparison(prompt_examples):
     for prompt, target in zip(train["prompt"], train["target"]):
         ids = tokenizer(generation_prefix(prompt) + target)["input_ids"]
         assert tokenizer.unk_token_id not in ids  # every word of the model's text is in the vocabulary
-    table = tokenizer_metadata["comparison"].value
-    assert all(option in table for option in OPTIONS)
+    table = tokenizer_metadata["comparison"]  # a table, rendered inline
+    assert [record.data["tokenizer"] for record in table.records] == list(OPTIONS)
     assert tokenizer_metadata["tokens_per_id"].value < 7

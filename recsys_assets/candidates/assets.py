@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -31,6 +32,7 @@ from recsys_assets.candidates.steps import (
     StepReport,
     TableSpec,
 )
+from recsys_assets.metadata import frame_table
 from resources.splits import EvaluationSplit
 from resources.warehouse import WAREHOUSE_POOL
 
@@ -142,8 +144,8 @@ def _result(report: StepReport, **extra) -> dg.MaterializeResult:
     )
 
 
-def _markdown(conn, sql: str) -> dg.MetadataValue:
-    return dg.MetadataValue.md(conn.sql(sql).df().to_markdown(index=False))
+def _preview(conn, sql: str) -> dg.TableMetadataValue:
+    return frame_table(conn.sql(sql).df())
 
 
 def _sample(table: TableSpec, id_column: str) -> str:
@@ -205,25 +207,25 @@ def interest_clusters(config: InterestClustersConfig, warehouse: DuckDBResource)
         cluster_size_min=int(sizes.min()),
         cluster_size_median=float(np.median(sizes)),
         cluster_size_max=int(sizes.max()),
-        cluster_size_histogram=dg.MetadataValue.md(size_histogram(sizes)),
+        cluster_size_histogram=frame_table(size_histogram(sizes)),
         # Share of items whose cluster's most common category is their own: how much the
         # clusters follow the catalogue tree, a sanity check a person can read.
         category_purity=round(float(purity["top_category_items"].sum() / purity["items"].sum()), 4),
-        largest_clusters=dg.MetadataValue.md(purity.head(10).to_markdown(index=False)),
+        largest_clusters=frame_table(purity.head(10)),
     )
 
 
-def size_histogram(sizes: np.ndarray) -> str:
-    """Markdown histogram of cluster sizes in power-of-two buckets (1, 2-3, 4-7, ...)."""
+def size_histogram(sizes: np.ndarray) -> pd.DataFrame:
+    """Cluster sizes in power-of-two buckets (1, 2-3, 4-7, ...), with a bar a person reads at a glance."""
     buckets = np.floor(np.log2(sizes)).astype(int)
     counts = np.bincount(buckets)
     widest = counts.max()
-    rows = ["| items per cluster | clusters | |", "|---|---:|---|"]
+    rows = []
     for bucket, count in enumerate(counts):
         low, high = 2**bucket, 2 ** (bucket + 1) - 1
-        label = str(low) if low == high else f"{low}-{high}"
-        rows.append(f"| {label} | {count} | {'█' * round(20 * count / widest)} |")
-    return "\n".join(rows)
+        rows.append({"items_per_cluster": str(low) if low == high else f"{low}-{high}", "clusters": int(count),
+                     "bar": "█" * round(20 * count / widest)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 @_candidate_asset(
@@ -232,7 +234,7 @@ def size_histogram(sizes: np.ndarray) -> str:
 def user_interest_clusters(config: UserInterestClustersConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn:
         report = steps.user_interest_clusters(conn, clusters_per_user=config.clusters_per_user)
-        preview = _markdown(
+        preview = _preview(
             conn,
             f"""
             SELECT user_id, string_agg(cluster_id || ' (' || round(score, 2) || ')', ', ' ORDER BY rank) AS clusters_and_scores
@@ -258,7 +260,7 @@ def user_cluster_candidates(
             candidates_per_user=config.candidates_per_user,
             end_day=_training_end(conn, splits),
         )
-        preview = _markdown(
+        preview = _preview(
             conn,
             f"""
             SELECT user_id,
@@ -279,7 +281,7 @@ def user_cluster_candidates(
 def similar_items(config: NeighboursConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn:
         report = steps.similar_items(conn, **config.model_dump())
-        preview = _markdown(
+        preview = _preview(
             conn,
             f"""
             SELECT s.item_id, any_value(f.category_id) AS category,
@@ -303,7 +305,7 @@ def similar_items(config: NeighboursConfig, warehouse: DuckDBResource) -> dg.Mat
 def similar_users(config: NeighboursConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn:
         report = steps.similar_users(conn, **config.model_dump())
-        preview = _markdown(
+        preview = _preview(
             conn,
             f"""
             SELECT user_id, string_agg(neighbour_user_id || ' (' || round(score, 2) || ')', ', ' ORDER BY rank) AS top_neighbours
@@ -342,7 +344,7 @@ def build_check(check: ViolationCheck) -> dg.AssetChecksDefinition:
         return dg.AssetCheckResult(
             passed=count == 0,
             severity=check.severity,
-            metadata={"violations": count, "examples": dg.MetadataValue.md(examples.to_markdown(index=False))},
+            metadata={"violations": count, **({"examples": frame_table(examples)} if count else {})},
         )
 
     return run_check
@@ -390,7 +392,45 @@ def neighbour_checks(table: TableSpec, population: TableSpec, entity: str) -> li
     ]
 
 
+def unit_vectors_check(table: TableSpec) -> ViolationCheck:
+    id_column = table.columns[0].name
+    norm = "sqrt(list_dot_product(vector, vector))"
+    return ViolationCheck(
+        table,
+        "unit_vectors",
+        "Every vector has length 1 (finite, not all zeros): the candidate searches read a dot product as a cosine.",
+        f"SELECT {id_column}, {norm} AS norm FROM {table.qualified} WHERE vector IS NULL OR NOT (abs({norm} - 1) <= 1e-3)",
+    )
+
+
+# A cluster's stated size is its member count, and ids run 0..clusters-1 (a missing id is an empty cluster).
+CLUSTER_SIZES = ViolationCheck(
+    INTEREST_CLUSTERS,
+    "cluster_sizes_consistent",
+    "Every cluster's cluster_size is its number of items, and cluster ids run 0..clusters-1 with none empty.",
+    f"""WITH sizes AS (
+            SELECT cluster_id, count(*) AS items, min(cluster_size) AS stated_min, max(cluster_size) AS stated_max
+            FROM {INTEREST_CLUSTERS.qualified} GROUP BY cluster_id)
+        SELECT cluster_id, items, stated_min AS stated_size FROM sizes WHERE items <> stated_min OR items <> stated_max
+        UNION ALL
+        SELECT NULL, count(*), max(cluster_id) + 1 FROM sizes HAVING max(cluster_id) + 1 <> count(*)""",
+)
+# k-means that puts most items in one cluster gives everyone the same candidates: worth a look, not a stop.
+NO_DOMINANT_CLUSTER = ViolationCheck(
+    INTEREST_CLUSTERS,
+    "no_dominant_cluster",
+    "No interest cluster holds more than half of the items (when there are several clusters).",
+    f"""SELECT cluster_id, count(*) AS items FROM {INTEREST_CLUSTERS.qualified} GROUP BY cluster_id
+        HAVING count(*) > 0.5 * (SELECT count(*) FROM {INTEREST_CLUSTERS.qualified})
+           AND (SELECT count(DISTINCT cluster_id) FROM {INTEREST_CLUSTERS.qualified}) > 1""",
+    dg.AssetCheckSeverity.WARN,
+)
+
 CHECKS = [
+    unit_vectors_check(ITEM_VECTORS),
+    unit_vectors_check(USER_VECTORS),
+    CLUSTER_SIZES,
+    NO_DOMINANT_CLUSTER,
     *neighbour_checks(SIMILAR_ITEMS, ITEM_VECTORS, "item"),
     *neighbour_checks(SIMILAR_USERS, USER_VECTORS, "user"),
     coverage_check(USER_INTEREST_CLUSTERS, USER_VECTORS, "user", "clusters"),

@@ -24,15 +24,16 @@ import pandas as pd
 from recsys_assets.evaluation import baselines, baselines_ials, baselines_repeat, baselines_sasrec
 from recsys_assets.evaluation.metrics import LOWER_IS_BETTER, METRICS, TrainingStats, evaluate, relative_deltas, standing, training_stats
 from recsys_assets.evaluation.tables import METRICS as METRICS_TABLE
-from recsys_assets.evaluation.tables import RECOMMENDATIONS, append_results, read_recommendations, write_recommendations
+from recsys_assets.evaluation.checks import BASELINE_LISTS, BEATS_POPULARITY, baseline_lists_check, beats_popularity
+from recsys_assets.evaluation.tables import LLM, LLM_CHAINS, RECOMMENDATIONS, append_results, read_recommendations, write_recommendations
 from recsys_assets.llm_data.history import items_bought_between
+from recsys_assets.metadata import duration, frame_table
 from resources.artifacts import ArtifactStore
 from resources.splits import EvaluationSplit, SplitDates
 from resources.warehouse import WAREHOUSE_POOL, Warehouse
 
 GROUP = "evaluation"
 OWNERS = ["team:ml"]
-LLM = "llm"
 LLM_RECOMMENDATIONS = dg.AssetKey(["evaluation", "llm_test_recommendations"])
 SOURCE_DEPS = [dg.AssetKey(["staging", "fct_purchases"]), dg.AssetKey(["staging", "stg_items"]), dg.AssetKey(["staging", "stg_users"])]
 # The metrics the comparison table and plot lead with.
@@ -145,9 +146,8 @@ def _baseline_metadata(inputs: baselines.BaselineInputs, recommendations: pd.Dat
         # What the leakage rules promise, visible per run: fitted before val_start, histories before test_start.
         "last_event_fitted": str(inputs.training["ts"].max()),
         "last_event_seen": str(inputs.histories["ts"].max()),
-        "seconds": round(seconds, 2),
-        # As text: tabulate would print 9-digit ids in float notation.
-        "preview": dg.MetadataValue.md(first_user.round({"score": 4}).astype(str).to_markdown(index=False, disable_numparse=True)),
+        "duration": duration(seconds),
+        "preview": frame_table(first_user),
     }
 
 
@@ -164,6 +164,11 @@ def baseline_asset(name: str, config_type: type[BaselineConfig], recommend: Reco
         kinds={"duckdb", "python"},
         deps=SOURCE_DEPS,
         pool=WAREHOUSE_POOL,
+        check_specs=[
+            dg.AssetCheckSpec(
+                BASELINE_LISTS, asset=["evaluation", f"baseline_{name}"], description="A non-empty top list for every user."
+            )
+        ],
         description=f"{description} Top lists for every user, fitted before the training cut-off, in {RECOMMENDATIONS} "
         f"(recommender = {name!r}).",
     )
@@ -173,7 +178,10 @@ def baseline_asset(name: str, config_type: type[BaselineConfig], recommend: Reco
             inputs = load_baseline_inputs(conn, splits.dates(conn))
             recommendations = recommend(inputs, config)
             write_recommendations(conn, name, recommendations)
-        return dg.MaterializeResult(metadata=_baseline_metadata(inputs, recommendations, time.perf_counter() - started))
+        return dg.MaterializeResult(
+            metadata=_baseline_metadata(inputs, recommendations, time.perf_counter() - started),
+            check_results=[baseline_lists_check(recommendations, pd.Series(inputs.users))],
+        )
 
     return _baseline
 
@@ -285,14 +293,15 @@ def focus_model(metrics: pd.DataFrame, preferred: str) -> str:
     return str(first_k.sort_values("value", ascending=False)["model"].iloc[0])
 
 
-def metrics_markdown(metrics: pd.DataFrame, k: int) -> str:
+def metrics_frame(metrics: pd.DataFrame, k: int) -> pd.DataFrame:
+    """One row per metric, one column per model, at ``k``."""
     table = metrics[metrics["k"] == k].pivot_table(index="metric", columns="model", values="value", aggfunc="first")
     table = table.reindex([m for m in METRICS if m in table.index])
     table.index = [f"{m} (lower is better)" if m in LOWER_IS_BETTER else m for m in table.index]
-    return table.to_markdown(floatfmt=".4f")
+    return table.rename_axis(columns=None)
 
 
-def deltas_markdown(metrics: pd.DataFrame, model: str, ks: list[int]) -> str:
+def deltas_frame(metrics: pd.DataFrame, model: str, ks: list[int]) -> pd.DataFrame:
     """``model`` vs each other model, relative, one block of rows per K (as in the reference's report)."""
     blocks = []
     for k in ks:
@@ -300,9 +309,7 @@ def deltas_markdown(metrics: pd.DataFrame, model: str, ks: list[int]) -> str:
         deltas.index = [f"{metric}@{k}" + (" (lower is better)" if metric in LOWER_IS_BETTER else "") for metric in deltas.index]
         blocks.append(deltas)
     table = pd.concat(blocks)
-    if table.empty or table.shape[1] == 0:
-        return f"Only {model} has recommendations: nothing to compare with."
-    return table.map(lambda delta: "n/a" if pd.isna(delta) else f"{delta:+.1%}").to_markdown()
+    return table.map(lambda delta: "n/a" if pd.isna(delta) else f"{delta:+.1%}").rename_axis(columns=None)
 
 
 def _grouped_bars(axis, table: pd.DataFrame, title: str, colours: dict[str, str]) -> None:
@@ -325,17 +332,23 @@ def comparison_plot(metrics: pd.DataFrame, ks: list[int], focus: str) -> bytes:
     models = sorted(metrics["model"].unique(), key=lambda m: (m != focus, m))
     colours = {model: f"C{i}" for i, model in enumerate(models)}  # one colour per model in every panel
     shown = [m for m in HEADLINE if m != "revenue"]  # revenue is money, off the 0-1 scale
-    figure, axes = plt.subplots(1, len(ks) + 1, figsize=(5.5 * (len(ks) + 1), 4.2), squeeze=False)
+    # Two panels a row, about 800 px wide: the asset page shows it without scrolling.
+    rows = (len(ks) + 2) // 2
+    figure, grid = plt.subplots(rows, 2, figsize=(9, 3.4 * rows), squeeze=False)
+    axes = [list(grid.flat)]
+    for unused in axes[0][len(ks) + 1 :]:
+        unused.set_visible(False)
+    axes[0] = axes[0][: len(ks) + 1]
     for axis, k in zip(axes[0], ks):
         table = metrics[metrics["k"] == k].pivot_table(index="metric", columns="model", values="value", aggfunc="first")
         _grouped_bars(axis, table.reindex(index=shown, columns=models), f"@{k}", colours)
         axis.set_ylim(0, 1)
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=7)
     deltas = relative_deltas(metrics, focus, min(ks)).reindex(HEADLINE) * 100
     _grouped_bars(axes[0][-1], deltas, f"{focus} vs others @{min(ks)}: relative delta, %", colours)
     axes[0][-1].axhline(0, color="black", linewidth=0.8)
     if deltas.shape[1]:
-        axes[0][-1].legend(fontsize=8)
+        axes[0][-1].legend(fontsize=7)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
@@ -350,6 +363,15 @@ def _llm_raw_valid_id_rate(instance: dg.DagsterInstance) -> float | None:
     return metadata["valid_id_rate"].value if "valid_id_rate" in metadata else None
 
 
+def with_generated_valid_id_rate(metrics: pd.DataFrame, rate: float | None, models: tuple[str, ...]) -> pd.DataFrame:
+    """The LLM's ``valid_id_rate`` is the share of the ids it *generated* that are catalog ids: its lists
+    are filtered to the catalog before they are written, so their slots are always valid."""
+    if rate is None:
+        return metrics
+    generated = metrics["model"].isin(models) & (metrics["metric"] == "valid_id_rate")
+    return metrics.assign(value=metrics["value"].mask(generated, rate))
+
+
 def llm_standings(metrics: pd.DataFrame, ks: list[int]) -> list[str]:
     """The LLM against the best baseline on HitRate and NDCG at the smallest K and HitRate at the largest."""
     headline = [("hit_rate", min(ks)), ("ndcg", min(ks)), ("hit_rate", max(ks))]
@@ -360,31 +382,6 @@ def llm_standings(metrics: pd.DataFrame, ks: list[int]) -> list[str]:
 
 
 METRICS_KEY = dg.AssetKey(["evaluation", "recommendation_metrics"])
-BEATS_POPULARITY = "llm_beats_global_popularity"
-
-
-def beats_popularity(metrics: pd.DataFrame, k: int) -> dg.AssetCheckResult:
-    """The LLM ahead of global popularity on HitRate@k and NDCG@k (a warning, not a blocker:
-    the numbers are written either way, and a regression is for a person to look at)."""
-    at_k = metrics[(metrics["k"] == k) & metrics["metric"].isin(["hit_rate", "ndcg"])]
-    values = at_k.pivot_table(index="metric", columns="model", values="value", aggfunc="first")
-    if LLM not in values.columns or "global_popularity" not in values.columns:
-        missing = sorted({LLM, "global_popularity"} - set(values.columns))
-        return dg.AssetCheckResult(
-            check_name=BEATS_POPULARITY,
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"missing_recommenders": ", ".join(missing)},
-        )
-    ahead = values[LLM] > values["global_popularity"]
-    return dg.AssetCheckResult(
-        check_name=BEATS_POPULARITY,
-        passed=bool(ahead.all()),
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={f"{model}/{metric}@{k}": float(values.loc[metric, model]) for metric in values.index for model in (LLM, "global_popularity")},
-    )
-
-
 @dg.asset(
     key=METRICS_KEY,
     group_name=GROUP,
@@ -411,15 +408,14 @@ def recommendation_metrics(
         dates = splits.dates(conn)
         held_out, stats = load_ground_truth(conn, dates, config.top_popular)
         recommendations = read_recommendations(conn)
-        metrics = score_all(recommendations, held_out, stats, config.ks)
+        raw_valid = _llm_raw_valid_id_rate(context.instance)
+        metrics = with_generated_valid_id_rate(score_all(recommendations, held_out, stats, config.ks), raw_valid, (LLM, LLM_CHAINS))
         append_results(conn, METRICS_TABLE, metrics, evaluated_at)
 
     focus = focus_model(metrics, config.focus_model)
     png = comparison_plot(metrics, config.ks, focus)
-    plot_path = artifacts.path("evaluation", evaluated_at.strftime("%Y%m%dT%H%M%S"), "comparison.png")
-    plot_path.write_bytes(png)
+    artifacts.path("evaluation", evaluated_at.strftime("%Y%m%dT%H%M%S"), "comparison.png").write_bytes(png)
     headline = metrics[metrics["metric"].isin(["hit_rate", "ndcg"]) & (metrics["k"] == min(config.ks))]
-    raw_valid = _llm_raw_valid_id_rate(context.instance)
     context.log.info(f"Scored {metrics['model'].nunique()} recommenders on {held_out['user_id'].nunique()} test users")
     standings = llm_standings(metrics, config.ks)
     for line in standings:
@@ -435,14 +431,13 @@ def recommendation_metrics(
             "compared_model": focus,
             # The question a team asks first: is the LLM better than the best recommender it could run instead?
             "llm_vs_best_baseline": dg.MetadataValue.md("\n".join(f"- {line}" for line in standings)),
-            **{f"{row.model}/{row.metric}@{row.k}": float(row.value) for row in headline.itertuples()},
-            **({"llm/raw_valid_id_rate": raw_valid} if raw_valid is not None else {}),
-            f"metrics@{min(config.ks)}": dg.MetadataValue.md(metrics_markdown(metrics, min(config.ks))),
-            f"metrics@{max(config.ks)}": dg.MetadataValue.md(metrics_markdown(metrics, max(config.ks))),
-            "relative_deltas": dg.MetadataValue.md(f"**{focus}** vs each model (relative)\n\n" + deltas_markdown(metrics, focus, config.ks)),
+            **{f"{row.model}/{row.metric}@{row.k}": round(float(row.value), 4) for row in headline.itertuples()},
+            **({"llm/generated_valid_id_rate": raw_valid} if raw_valid is not None else {}),
+            f"metrics@{min(config.ks)}": frame_table(metrics_frame(metrics, min(config.ks)), index="metric"),
+            f"metrics@{max(config.ks)}": frame_table(metrics_frame(metrics, max(config.ks)), index="metric"),
+            f"relative_deltas_of_{focus}": frame_table(deltas_frame(metrics, focus, config.ks), index="metric"),
             "comparison_plot": dg.MetadataValue.md(f"![comparison](data:image/png;base64,{base64.b64encode(png).decode()})"),
-            "plot_path": dg.MetadataValue.path(str(plot_path)),
-            "seconds": round(time.perf_counter() - started, 2),
+            "duration": duration(time.perf_counter() - started),
         },
         check_results=[beats_popularity(metrics, min(config.ks))],
     )

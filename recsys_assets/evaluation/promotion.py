@@ -21,6 +21,7 @@ import dagster as dg
 import pandas as pd
 
 from recsys_assets.evaluation.tables import METRICS
+from recsys_assets.metadata import frame_table
 from resources.artifacts import latest_metadata
 from resources.warehouse import Warehouse
 
@@ -141,7 +142,7 @@ def _promotion_metadata(decision: Decision, serves: dict | None, challenger: dic
         "previous_version": previous["model_version"] if previous else "",
         "reasons": "; ".join(decision.reasons) or "every gate metric at or above every reference",
         "tolerance": config.tolerance,
-        **({"comparison": dg.MetadataValue.md(table.round(4).to_markdown(index=False))} if len(table) else {}),
+        **({"comparison": frame_table(table)} if len(table) else {}),
     }
 
 

@@ -17,6 +17,10 @@ import pandas as pd
 RECOMMENDATIONS = "evaluation.recommendations"
 METRICS = "marts.recommendation_metrics"
 EXPERIMENTS = "evaluation.experiment_results"
+# The LLM's recommender names in RECOMMENDATIONS: its served ranking, and its generated items alone in the
+# chains' agreement order (what the likelihood ranking adds).
+LLM = "llm"
+LLM_CHAINS = "llm_chains"
 
 _DDL = {
     RECOMMENDATIONS: "recommender VARCHAR, user_id BIGINT, rank INTEGER, item_id BIGINT, score DOUBLE",

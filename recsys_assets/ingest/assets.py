@@ -16,6 +16,7 @@ from pydantic import Field
 from partitions import daily_partitions
 from recsys_assets.ingest.loading import LoadResult, ensure_raw_schema, load_event_day, load_snapshot
 from recsys_assets.ingest.shrink import ShrinkGuard
+from recsys_assets.metadata import frame_table
 from resources.landing import EVENT_TABLES, SKIPPED_LISTED, SNAPSHOT_TABLES, LandingZone
 from resources.warehouse import WAREHOUSE_POOL, Warehouse
 
@@ -98,7 +99,7 @@ def _materialization(
             "source_timezone": landing.zone,
             "partitions_loaded": len(results),
             "seconds": round(time.perf_counter() - started, 2),
-            "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
+            "preview": frame_table(preview),
         },
         check_results=[
             dg.AssetCheckResult(

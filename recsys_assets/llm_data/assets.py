@@ -9,17 +9,20 @@ import dagster as dg
 import pandas as pd
 
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix
+from recsys_assets.llm_data.checks import dataset_check_specs, dataset_checks, round_trip_check, tokenizer_check_specs
 from recsys_assets.llm_data.dataset import SPLITS, DatasetSpec, MarketData, build_dataset, realized_shares, reserved_target_tokens
 from recsys_assets.llm_data.history import histories_before
 from recsys_assets.llm_data.prompts import build_prompt
 from recsys_assets.llm_data.targets import ranked_lists, resolve_shares
-from recsys_assets.llm_data.tokenization import OPTIONS, comparison_markdown, length_report, round_trips, train_id_tokenizer
+from recsys_assets.llm_data.tokenization import OPTIONS, comparison_frame, length_report, train_id_tokenizer
+from recsys_assets.metadata import duration, frame_table
 from resources.artifacts import ArtifactStore, latest_artifact
 from resources.splits import EvaluationSplit
 from resources.warehouse import Warehouse
 
 OWNERS = ["team:ml"]
 TOKENIZER_KEY = dg.AssetKey(["llm_data", "id_tokenizer"])
+PROMPT_DATASET_KEY = dg.AssetKey(["llm_data", "prompt_dataset"])
 FEATURE_DEPS = [
     dg.AssetKey(["staging", "fct_purchases"]),
     dg.AssetKey(["staging", "stg_wishlist"]),
@@ -108,6 +111,7 @@ def _user_prompts_and_targets(conn, cutoff: date, history_max: int, target_items
     owners=OWNERS,
     kinds={"huggingface", "python"},
     deps=FEATURE_DEPS,
+    check_specs=tokenizer_check_specs(TOKENIZER_KEY),
     description=(
         "Tokenizer for prompts and item ids (digits / grouped digits / BPE trained on the id corpus before the "
         "training cut-off). Metadata compares tokens per id and prompt/target lengths of all options side by side."
@@ -129,9 +133,7 @@ def id_tokenizer(
         tokenizers[option] = train_id_tokenizer(option, corpus, group=config.digit_group, bpe_vocab_size=config.bpe_vocab_size)
         reports.append(length_report(option, tokenizers[option], corpus_ids, [p for p, _ in pairs], [t for _, t in pairs]))
     chosen = tokenizers[config.option]
-    broken = round_trips(chosen, catalog)
-    if broken:
-        raise ValueError(f"Tokenizer {config.option!r} does not round-trip {len(broken)} catalog ids, e.g. {broken[:5]}.")
+    round_trip = round_trip_check(chosen, catalog)
 
     version = _version(config.model_dump(), cutoff, _version(corpus))
     path = artifacts.path("tokenizers", version, "tokenizer.json").parent
@@ -145,11 +147,11 @@ def id_tokenizer(
             "option": config.option,
             "vocab_size": len(chosen),
             "tokens_per_id": round(chosen_report.tokens_per_id, 3),
-            "comparison": dg.MetadataValue.md(comparison_markdown(reports)),
-            "catalog_ids_round_tripped": len(catalog),
+            "comparison": frame_table(comparison_frame(reports)),
             "training_cutoff": str(cutoff),
-            "seconds": round(time.perf_counter() - started, 2),
-        }
+            "duration": duration(time.perf_counter() - started),
+        },
+        check_results=[round_trip],
     )
 
 
@@ -186,12 +188,13 @@ def _dataset_metadata(examples: pd.DataFrame, spec: DatasetSpec) -> dict:
         "mean_target_tokens_train": round(float(train["target_tokens"].mean()), 1) if len(train) else 0.0,
         "max_total_tokens": int(total.max()),
         "max_seq_len": spec.max_seq_len,
-        "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
+        "preview": frame_table(preview),
     }
 
 
 @dg.asset(
-    key=["llm_data", "prompt_dataset"],
+    key=PROMPT_DATASET_KEY,
+    check_specs=dataset_check_specs(PROMPT_DATASET_KEY),
     group_name="llm_data",
     owners=OWNERS,
     kinds={"parquet", "python"},
@@ -241,9 +244,10 @@ def prompt_dataset(
             "path": str(folder),
             "tokenizer_path": str(tokenizer_path),
             "split_dates": dg.MetadataValue.json(manifest["split_dates"]),
-            "seconds": round(time.perf_counter() - started, 2),
+            "duration": duration(time.perf_counter() - started),
             **metadata,
-        }
+        },
+        check_results=dataset_checks(examples, data.purchases, dates, spec.max_seq_len, manifest["serve_target_tokens"]),
     )
 
 

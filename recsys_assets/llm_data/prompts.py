@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 
 from gpu_jobs.prompt_format import format_item_ids
@@ -12,6 +13,19 @@ TEMPLATE = (
     "{user_id}, geo: {geo}, age: {age}, gender: {gender}, purchasing power: {purchasing_power}?"
 )
 UNKNOWN = "unknown"
+
+# The template as a pattern, for checking prompts: the history is ids joined by ", " (possibly none).
+PROMPT_PATTERN = re.compile(
+    "^"
+    + re.escape(TEMPLATE)
+    .replace(re.escape("{history}"), r"(?P<history>(?:\d+(?:, \d+)*)?)")
+    .replace(re.escape("{user_id}"), r"(?P<user_id>\d+)")
+    .replace(re.escape("{geo}"), r"(?P<geo>[^,]+)")
+    .replace(re.escape("{age}"), r"(?P<age>[^,]+)")
+    .replace(re.escape("{gender}"), r"(?P<gender>[^,]+)")
+    .replace(re.escape("{purchasing_power}"), r"(?P<purchasing_power>[^?]+)")
+    + "$"
+)
 
 
 def _attribute(value) -> str:

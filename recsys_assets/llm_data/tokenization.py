@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import product
 
+import pandas as pd
+
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -99,16 +101,20 @@ def length_report(option: str, tokenizer, item_ids: list[int], prompts: list[str
     return LengthReport(option, len(tokenizer), tokens_per_id(tokenizer, item_ids), mean_length(prompts), mean_length(targets))
 
 
-def comparison_markdown(reports: list[LengthReport]) -> str:
+def comparison_frame(reports: list[LengthReport]) -> pd.DataFrame:
     """The side-by-side table of the reference talk: lengths and their change vs digit-per-token."""
     base = next(r for r in reports if r.option == "digits")
-    lines = [
-        "| tokenizer | vocab | tokens per id | prompt tokens | vs digits | target tokens | vs digits |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in reports:
-        lines.append(
-            f"| {r.option} | {r.vocab_size} | {r.tokens_per_id:.2f} | {r.prompt_tokens:.0f} | "
-            f"{r.prompt_tokens / base.prompt_tokens - 1:+.0%} | {r.target_tokens:.0f} | {r.target_tokens / base.target_tokens - 1:+.0%} |"
-        )
-    return "\n".join(lines)
+    return pd.DataFrame(
+        [
+            {
+                "tokenizer": r.option,
+                "vocab": r.vocab_size,
+                "tokens_per_id": round(r.tokens_per_id, 2),
+                "prompt_tokens": round(r.prompt_tokens),
+                "prompt_vs_digits": f"{r.prompt_tokens / base.prompt_tokens - 1:+.0%}",
+                "target_tokens": round(r.target_tokens),
+                "target_vs_digits": f"{r.target_tokens / base.target_tokens - 1:+.0%}",
+            }
+            for r in reports
+        ]
+    )

@@ -20,7 +20,9 @@ from partitions.user_shards import shard_range
 from recsys_assets.evaluation.assets import load_baseline_inputs
 from recsys_assets.evaluation.promotion import FALLBACK_VERSION, MODEL_PROMOTION, SERVING, promoted_engine_or_none
 from recsys_assets.serving.candidate_pool import candidate_pool, serving_inputs
-from recsys_assets.evaluation.tables import delete_recommendations, write_recommendations
+from recsys_assets.evaluation.tables import LLM_CHAINS, delete_recommendations, write_recommendations
+from recsys_assets.metadata import duration, frame_table
+from recsys_assets.serving.checks import recommendation_check_specs, recommendation_checks
 from resources.artifacts import ArtifactStore, latest_artifact, latest_metadata
 from resources.generation import GenerationSettings, repeat_share_sql
 from resources.gpu_jobs import GpuJobRunner
@@ -28,11 +30,11 @@ from resources.splits import EvaluationSplit
 from resources.warehouse import Warehouse
 
 FINE_TUNED_MODEL = dg.AssetKey(["model", "fine_tuned_model"])
+USER_RECOMMENDATIONS_KEY = dg.AssetKey(["serving", "user_recommendations"])
+LLM_TEST_RECOMMENDATIONS_KEY = dg.AssetKey(["evaluation", "llm_test_recommendations"])
 INFERENCE_ENGINE = dg.AssetKey(["model", "inference_engine"])
 PROMPT_DATASET = dg.AssetKey(["llm_data", "prompt_dataset"])
 USER_RECOMMENDATIONS = "marts.user_recommendations"
-# The LLM's generated items in the chains' agreement order, beside its served ranking: what the likelihood ranking adds.
-LLM_CHAINS = "llm_chains"
 # What a generation job reads and writes, in its folder of the artifact store.
 GENERATION_FILES = {
     "--prompts": "prompts.parquet",
@@ -157,11 +159,13 @@ def _generation_metadata(job: dict, recommendations: pd.DataFrame, seconds: floa
     keep = ("backend", "users", "users_per_second", "valid_id_rate", "mean_items_per_user", "generated_tokens_per_second",
             "users_without_recommendations", "invalid_ids_dropped", "bought_items_excluded", "model_version")  # fmt: skip
     preview = recommendations[recommendations["rank"] <= 5].head(15)
+    shown = [column for column in ("user_id", "rank", "item_id", "score", "source") if column in preview.columns]
     return {
         **{name: job[name] for name in keep if name in job},
         "dagster/row_count": len(recommendations),
         "seconds": round(seconds, 2),
-        "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
+        "duration": duration(seconds),
+        "preview": frame_table(preview[shown]),
     }
 
 
@@ -221,7 +225,8 @@ def chain_order(recommendations: pd.DataFrame) -> pd.DataFrame:
 
 
 @dg.asset(
-    key=["serving", "user_recommendations"],
+    key=USER_RECOMMENDATIONS_KEY,
+    check_specs=recommendation_check_specs(USER_RECOMMENDATIONS_KEY),
     # Every shard reads all days of purchases (to leave out what its users already bought).
     # The promoted engine, never an unchecked one (recsys_assets/evaluation/promotion.py).
     deps=[MODEL_PROMOTION, PROMPT_DATASET, dg.AssetDep(["staging", "fct_purchases"], partition_mapping=dg.AllPartitionMapping())],
@@ -274,12 +279,22 @@ def user_recommendations(
         )
     with warehouse.get_connection() as conn:
         _replace_shard_rows(conn, recommendations, shard.sql_filter(), job["model_version"])
+        table_rows = conn.execute(f"SELECT count(*) FROM {USER_RECOMMENDATIONS}").fetchone()[0]
     metadata = _generation_metadata(job, recommendations, time.perf_counter() - started)
-    return dg.MaterializeResult(metadata={**metadata, "shard_users": len(prompts), "repeat_policy": policy})
+    checks = recommendation_checks(
+        recommendations, prompts["user_id"], catalog["item_id"], job, generation.max_items, None if keep_bought else bought
+    )
+    return dg.MaterializeResult(
+        # The row count is the table's (every shard); the shard's own rows beside it.
+        metadata={**metadata, "dagster/row_count": table_rows, "shard_rows": len(recommendations), "shard_users": len(prompts),
+                  "repeat_policy": policy},  # fmt: skip
+        check_results=checks,
+    )
 
 
 @dg.asset(
-    key=["evaluation", "llm_test_recommendations"],
+    key=LLM_TEST_RECOMMENDATIONS_KEY,
+    check_specs=recommendation_check_specs(LLM_TEST_RECOMMENDATIONS_KEY),
     deps=[INFERENCE_ENGINE, PROMPT_DATASET],
     group_name="evaluation",
     owners=["team:ml"],
@@ -333,7 +348,12 @@ def llm_test_recommendations(
             delete_recommendations(conn, SERVING)
     metadata = _generation_metadata(job, recommendations, time.perf_counter() - started)
     serving_version = serving["model_version"] if rescore else ""
-    return dg.MaterializeResult(metadata={**metadata, "serving_model_version": serving_version, "repeat_policy": policy})
+    checks = recommendation_checks(
+        recommendations, test["user_id"], catalog["item_id"], job, generation.max_items, None if keep_bought else bought
+    )
+    return dg.MaterializeResult(
+        metadata={**metadata, "serving_model_version": serving_version, "repeat_policy": policy}, check_results=checks
+    )
 
 
 serving_assets = [inference_engine, user_recommendations, llm_test_recommendations]
