@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -99,9 +100,21 @@ def run_all(args: argparse.Namespace) -> None:
         generate_landing(args, landing)
 
     os.environ.setdefault("DAGSTER_HOME", str(settings.PROJECT_DIR / "dagster_home"))
+    quiet_library_warnings()
     from recsys_assets.runner import materialize_everything
 
     materialize_everything()
+
+
+def quiet_library_warnings() -> None:
+    """Dagster's beta/preview notices and the libraries' deprecation notices are for the developers of
+    this code (the test suite shows them), not for someone running it: they drown the progress lines.
+    PYTHONWARNINGS carries the same filter into the GPU job subprocesses."""
+    import dagster as dg
+
+    for category in (dg.BetaWarning, dg.PreviewWarning, FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
 
 
 def print_tables() -> None:

@@ -7,6 +7,9 @@ counts stay integers, floats are rounded to what a person compares, durations re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -66,3 +69,13 @@ def duration(seconds: float) -> str:
     minutes, rest = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {rest:02d} s"
+
+
+def rounded(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's reported metadata with its floats rounded (a loss to 4 decimals, not 16)."""
+    return {
+        name: dg.MetadataValue.float(round(value.value, FLOAT_DIGITS))
+        if isinstance(value, dg.FloatMetadataValue) and value.value is not None
+        else value
+        for name, value in metadata.items()
+    }

@@ -21,6 +21,28 @@ def test_every_asset_is_documented_grouped_owned_and_kinded(spec):
     assert spec.group_name and spec.group_name != "default", "missing group"
     assert spec.owners, "missing owner"
     assert spec.kinds, "missing kinds"
+    assert "Raw SQL" not in spec.description, "reads like code, not like the other assets"
+
+
+def all_check_keys():
+    return sorted(defs.resolve_asset_graph().asset_check_keys, key=str)
+
+
+@pytest.mark.parametrize("key", all_check_keys(), ids=lambda key: f"{key.asset_key.to_user_string()}:{key.name}")
+def test_every_check_says_what_it_asserts(key):
+    description = defs.resolve_asset_graph().get_check_spec(key).description
+    assert description and not description.startswith("dbt test "), "no description in the UI"
+
+
+def test_dbt_tests_are_described_in_words():
+    from recsys_assets.features.assets import dbt_test_description
+
+    unique = {"name": "unique_stg_users_user_id", "attached_node": "model.recsys.stg_users",
+              "test_metadata": {"name": "unique", "kwargs": {"column_name": "user_id"}}}  # fmt: skip
+    assert dbt_test_description(unique) == "No two rows of stg_users share user_id."
+    between = {"name": "x", "attached_node": "model.recsys.item_features",
+               "test_metadata": {"name": "value_between", "kwargs": {"column_name": "price_segment", "min_value": 1, "max_value": 5}}}  # fmt: skip
+    assert dbt_test_description(between) == "price_segment lies between 1 and 5 in item_features."
 
 
 def test_layers_are_grouped():

@@ -20,6 +20,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt.asset_utils import default_description_fn
 
 from partitions import daily_partitions
 from resources.dbt import dbt_project
@@ -47,6 +48,32 @@ class RecsysDbtTranslator(DagsterDbtTranslator):
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return [SCHEMA_OWNERS.get(_schema(dbt_resource_props), "team:data-platform")]
 
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        # The model's own description, as for every other asset; the SQL is a click away in the code reference.
+        return default_description_fn(dbt_resource_props, display_raw_sql=False)
+
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project) -> dg.AssetCheckSpec | None:
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return spec._replace(description=dbt_test_description(manifest["nodes"][unique_id]))
+
+
+def dbt_test_description(test: Mapping[str, Any]) -> str:
+    """What a dbt test asserts, in words: dbt's generic tests carry no description of their own."""
+    meta = test.get("test_metadata") or {}
+    kwargs = meta.get("kwargs", {})
+    column = kwargs.get("column_name", "")
+    model = (test.get("attached_node") or "").rsplit(".", 1)[-1]
+    sentences = {
+        "unique": f"No two rows of {model} share {column}.",
+        "not_null": f"{column} is never NULL in {model}.",
+        "value_between": f"{column} lies between {kwargs.get('min_value')} and {kwargs.get('max_value')} in {model}.",
+        "accepted_values": f"{column} in {model} is one of {kwargs.get('values')}.",
+        "relationships": f"Every {column} of {model} exists in {kwargs.get('to')}.{kwargs.get('field')}.",
+    }
+    return test.get("description") or sentences.get(meta.get("name"), f"dbt test {test['name']} on {model}.")
+
 
 def _schema(dbt_resource_props: Mapping[str, Any]) -> str:
     return dbt_resource_props["config"].get("schema") or "main"
@@ -72,7 +99,8 @@ def dbt_daily_purchases(context: dg.AssetExecutionContext, dbt: DbtCliResource, 
         yield from dbt.cli(["build", "--vars", json.dumps(days)], context=context).stream()
 
 
-def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+def build_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+    """``dbt build`` of the step's models and tests, holding the warehouse's writer lock."""
     with warehouse.lock_for_dbt(dbt.target):
         yield from dbt.cli(["build"], context=context).stream()
 
@@ -86,7 +114,7 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     name="dbt_staging",
 )
 def dbt_staging(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
-    yield from _dbt_build(context, dbt, warehouse)
+    yield from build_models(context, dbt, warehouse)
 
 
 @dbt_assets(
@@ -97,7 +125,7 @@ def dbt_staging(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehous
     name="dbt_features",
 )
 def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
-    yield from _dbt_build(context, dbt, warehouse)
+    yield from build_models(context, dbt, warehouse)
 
 
 feature_assets = [dbt_staging, dbt_daily_purchases, dbt_features]

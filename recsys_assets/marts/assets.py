@@ -9,7 +9,7 @@ them is declared in dbt_project/models/exposures.yml.
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from recsys_assets.features.assets import translator
+from recsys_assets.features.assets import build_models, translator
 from recsys_assets.marts.checks import mart_checks
 from resources.dbt import dbt_project
 from resources.warehouse import WAREHOUSE_POOL, Warehouse
@@ -23,8 +23,7 @@ from resources.warehouse import WAREHOUSE_POOL, Warehouse
     name="dbt_marts",
 )
 def dbt_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
-    with warehouse.lock_for_dbt(dbt.target):
-        yield from dbt.cli(["build"], context=context).stream()
+    yield from build_models(context, dbt, warehouse)
 
 
 RECOMMENDATIONS = dg.AssetKey(["serving", "user_recommendations"])

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from gpu_jobs.train_config import TINY_LLAMA, TRAINING_CODE_VERSION, TrainingConfig
+from recsys_assets.metadata import duration, rounded
 from resources.artifacts import latest_artifact
 from resources.gpu_jobs import GpuJobRunner
 
@@ -96,7 +97,14 @@ def input_folder(explicit: str, upstream: dg.AssetKey, context: dg.AssetExecutio
     owners=["team:ml"],
     kinds={"pytorch", "huggingface"},
     code_version=f"train-v{TRAINING_CODE_VERSION}",
-    check_specs=[dg.AssetCheckSpec("validation_loss_improved", asset=FINE_TUNED_MODEL, blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "validation_loss_improved",
+            asset=FINE_TUNED_MODEL,
+            blocking=True,
+            description="The validation loss at the end of training is below the one before it (the model learnt).",
+        )
+    ],
     description=(
         "Decoder-only LM fine-tuned with LoRA to generate a user's next basket of item ids from the prompt. "
         "Trained by gpu_jobs/train.py (a local subprocess, or a Kubernetes GPU pod with RECSYS_GPU_MODE=kubernetes); "
@@ -105,8 +113,9 @@ def input_folder(explicit: str, upstream: dg.AssetKey, context: dg.AssetExecutio
     ),
 )
 def fine_tuned_model(context: dg.AssetExecutionContext, config: FineTuneConfig, gpu_jobs: GpuJobRunner) -> dg.MaterializeResult:
-    dataset = gpu_jobs.job_path(input_folder(config.dataset_path, PROMPT_DATASET, context))
-    tokenizer = gpu_jobs.job_path(input_folder(config.tokenizer_path, ID_TOKENIZER, context))
+    dataset_folder = input_folder(config.dataset_path, PROMPT_DATASET, context)
+    tokenizer_folder = input_folder(config.tokenizer_path, ID_TOKENIZER, context)
+    dataset, tokenizer = gpu_jobs.job_path(dataset_folder), gpu_jobs.job_path(tokenizer_folder)
     training = config.training(gpu_jobs.mode)
     args = ["--dataset", dataset, "--tokenizer", tokenizer, *training.to_args()]
     reported = gpu_jobs.run(context, module="gpu_jobs.train", args=args, gpu_count=config.gpu_count or None).get_materialize_result()
@@ -120,8 +129,17 @@ def fine_tuned_model(context: dg.AssetExecutionContext, config: FineTuneConfig, 
     )
     # The job reports the model folder under its own mount of the store; downstream reads ours.
     local = dg.MetadataValue.path(str(gpu_jobs.local_path(reported.metadata["path"].value)))
-    metadata = {**reported.metadata, "path": local, "hyperparameters": hyperparameter_table(training),
-                "prompt_dataset": dg.MetadataValue.path(dataset), "id_tokenizer": dg.MetadataValue.path(tokenizer)}  # fmt: skip
+    metadata = {
+        **rounded(reported.metadata),
+        "path": local,
+        "training_time": duration(reported.metadata["train_seconds"].value),
+        "hyperparameters": hyperparameter_table(training),
+        # The data the model learnt from (their folders are named by version): what its model_version derives from.
+        "prompt_dataset_version": Path(dataset_folder).name,
+        "id_tokenizer_version": Path(tokenizer_folder).name,
+        "prompt_dataset": dg.MetadataValue.path(dataset),
+        "id_tokenizer": dg.MetadataValue.path(tokenizer),
+    }
     return dg.MaterializeResult(metadata=metadata, data_version=reported.data_version, check_results=[check])
 
 

@@ -21,7 +21,7 @@ from recsys_assets.evaluation.assets import load_baseline_inputs
 from recsys_assets.evaluation.promotion import FALLBACK_VERSION, MODEL_PROMOTION, SERVING, promoted_engine_or_none
 from recsys_assets.serving.candidate_pool import candidate_pool, serving_inputs
 from recsys_assets.evaluation.tables import LLM_CHAINS, delete_recommendations, write_recommendations
-from recsys_assets.metadata import duration, frame_table
+from recsys_assets.metadata import duration, frame_table, rounded
 from recsys_assets.serving.checks import recommendation_check_specs, recommendation_checks
 from resources.artifacts import ArtifactStore, latest_artifact, latest_metadata
 from resources.generation import GenerationSettings, repeat_share_sql
@@ -77,7 +77,7 @@ def inference_engine(
     if config.precision:
         args += ["--precision", config.precision]
     reported = gpu_jobs.run(context, module="gpu_jobs.build_engine", args=args).get_materialize_result()
-    return dg.MaterializeResult(metadata={**reported.metadata, "path": str(out_dir), "model_version": model["model_version"]})
+    return dg.MaterializeResult(metadata={**rounded(reported.metadata), "path": str(out_dir), "model_version": model["model_version"]})
 
 
 def generate_for(
