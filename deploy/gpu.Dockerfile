@@ -22,8 +22,10 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HUB_DISABLE_TELEMETRY=1
 
 # Freeze the base's GPU stack: the installs below may add packages, never swap torch,
-# tensorrt-llm or the NVIDIA libraries for other builds.
-RUN pip freeze | grep -iE '^(torch|torchvision|tensorrt|tensorrt[-_]llm|nvidia-[a-z0-9-]+|triton|flashinfer-python)==' \
+# tensorrt-llm or the NVIDIA libraries for other builds. `pip list --format=freeze`, not
+# `pip freeze`: the release image installs tensorrt_llm from a local wheel, which `pip freeze`
+# prints as `tensorrt_llm @ file://...` (no version to pin, and the check below would stop).
+RUN pip list --format=freeze | grep -iE '^(torch|torchvision|tensorrt|tensorrt[-_]llm|nvidia-[a-z0-9-]+|triton|flashinfer-python)==' \
         > /opt/gpu-constraints.txt \
     && grep -iE '^torch==' /opt/gpu-constraints.txt \
     && grep -iE '^tensorrt[-_]llm==' /opt/gpu-constraints.txt
@@ -56,5 +58,7 @@ RUN pip install --no-deps . \
     && python3 -m gpu_jobs.train --help > /dev/null
 
 # GPU jobs are started with their module and arguments by the runner (PipesK8sClient sets
-# the command); a bare `docker run` shows the training job's usage.
+# the command, which replaces this image's entrypoint: the runner starts it with NVIDIA's
+# entrypoint, which turns on CUDA forward compatibility on older drivers); a bare `docker run`
+# shows the training job's usage.
 CMD ["python3", "-m", "gpu_jobs.train", "--help"]

@@ -42,7 +42,9 @@ def tiny_llama_config(config: TrainingConfig, tokenizer: PreTrainedTokenizerBase
         num_hidden_layers=config.tiny_layers,
         num_attention_heads=config.tiny_heads,
         num_key_value_heads=config.tiny_heads,
-        max_position_embeddings=max(512, config.max_length),
+        # A prompt may fill max_length and generation adds up to as many tokens again; an engine
+        # (TensorRT-LLM) caps a sequence at these positions. Rotary positions cost no weights.
+        max_position_embeddings=2 * config.max_length,
         # Untied: the output layer of a from-scratch model learns item-id frequencies on its own.
         tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,

@@ -57,6 +57,10 @@ class KubernetesSettings(dg.Config):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     image: str = "recsys-platform-gpu:latest"  # built from deploy/gpu.Dockerfile
+    # NVIDIA's images start through this script (it turns on CUDA forward compatibility on
+    # older drivers). A pod's command replaces the image's entrypoint, so the job runs behind
+    # it; empty for an image without one.
+    entrypoint: list[str] = ["/opt/nvidia/nvidia_entrypoint.sh"]
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     namespace: str = "recsys"
     service_account: str = ""
@@ -288,7 +292,7 @@ class GpuJobRunner(dg.ConfigurableResource):
             context=context,
             extras=extras,
             image=k8s.image,
-            command=["python3", "-m", module, *args],
+            command=[*k8s.entrypoint, "python3", "-m", module, *args],
             namespace=k8s.namespace,
             env=env,
             base_pod_meta=gpu_pod_meta(module),

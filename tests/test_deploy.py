@@ -80,7 +80,8 @@ def gpu_pod(runner: GpuJobRunner, step: str) -> kubernetes.client.V1Pod:
     module = GPU_JOB_MODULES[step]
     spec = runner.pod_spec(module)
     # PipesK8sClient fills in the image and the command of the one container.
-    spec["containers"][0] |= {"image": runner.pod_settings(module).image, "command": ["python3", "-m", module]}
+    settings = runner.pod_settings(module)
+    spec["containers"][0] |= {"image": settings.image, "command": [*settings.entrypoint, "python3", "-m", module]}
     return kubernetes_model({"metadata": gpu_pod_meta(module), "spec": spec}, "V1Pod")
 
 

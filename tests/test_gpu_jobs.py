@@ -207,7 +207,8 @@ def test_production_mode_submits_a_valid_gpu_pod(api_server, tmp_path, asset_con
     validate(pod)
     (container,) = pod["spec"]["containers"]
     assert container["image"] == "registry.example.com/recsys-gpu:1.2"
-    assert container["command"][:3] == ["python3", "-m", "gpu_jobs.train"]
+    # Behind NVIDIA's entrypoint, which the pod's command would otherwise replace (CUDA forward compatibility).
+    assert container["command"][:4] == ["/opt/nvidia/nvidia_entrypoint.sh", "python3", "-m", "gpu_jobs.train"]
     assert container["command"][container["command"].index("--dataset") + 1] == "/mnt/store/datasets/d1"
     assert container["command"][container["command"].index("--tokenizer") + 1] == "/mnt/store/tokenizers/t1"
     # Kubernetes mode trains the Llama-architecture production base by default.

@@ -258,6 +258,29 @@ def test_tensorrt_llm_missing_gives_a_clear_error(merged_model, tmp_path, monkey
         TensorRTLLMBackend.prepare(merged_model, tmp_path / "engine")
 
 
+# The constructor fields of tensorrt_llm.SamplingParams (tensorrt_llm/sampling_params.py of the
+# 1.x releases): the stand-in refuses any other keyword, so a field renamed upstream fails here
+# and not on a GPU node.
+SAMPLING_PARAMS_FIELDS = frozenset({
+    "end_id", "pad_id", "max_tokens", "bad", "bad_token_ids", "stop", "stop_token_ids", "include_stop_str_in_output",
+    "embedding_bias", "logits_processor", "apply_batched_logits_processor", "n", "best_of", "use_beam_search", "top_k",
+    "top_p", "top_p_min", "top_p_reset_ids", "top_p_decay", "seed", "temperature", "min_tokens",
+    "beam_search_diversity_rate", "repetition_penalty", "presence_penalty", "frequency_penalty", "length_penalty",
+    "early_stopping", "no_repeat_ngram_size", "min_p", "beam_width_array", "logprobs", "prompt_logprobs",
+    "return_context_logits", "return_generation_logits", "exclude_input_from_output", "return_encoder_output",
+    "return_perf_metrics", "additional_model_outputs", "lookahead_config", "guided_decoding", "ignore_eos", "detokenize",
+    "add_special_tokens", "truncate_prompt_tokens", "skip_special_tokens", "spaces_between_special_tokens",
+})  # fmt: skip
+
+
+class FakeSamplingParams(types.SimpleNamespace):
+    def __init__(self, **kwargs):
+        unknown = sorted(set(kwargs) - SAMPLING_PARAMS_FIELDS)
+        if unknown:
+            raise TypeError(f"SamplingParams.__init__() got unexpected keyword arguments {unknown}")
+        super().__init__(**kwargs)
+
+
 class FakeLLM:
     """Stands in for tensorrt_llm.LLM (GPU only): records calls, answers like the LLM API."""
 
@@ -277,7 +300,7 @@ class FakeLLM:
 
 def test_tensorrt_llm_call_path(merged_model, tmp_path, monkeypatch):
     fake = types.ModuleType("tensorrt_llm")
-    fake.LLM, fake.SamplingParams = FakeLLM, types.SimpleNamespace
+    fake.LLM, fake.SamplingParams = FakeLLM, FakeSamplingParams
     monkeypatch.setitem(sys.modules, "tensorrt_llm", fake)
     FakeLLM.calls.clear()
 
@@ -287,6 +310,8 @@ def test_tensorrt_llm_call_path(merged_model, tmp_path, monkeypatch):
     assert FakeLLM.calls[0] == ("init", {"model": str(tmp_path / "engine"), "dtype": "bfloat16"})
 
     engine = open_engine(tmp_path / "engine")
+    # Served with the C++ sampler, which honours each request's seed.
+    assert FakeLLM.calls[-1] == ("init", {"model": str(tmp_path / "engine"), "dtype": "bfloat16", "sampler_type": "TRTLLMSampler"})
     generations = engine.generate(["a: ", "b: "], SamplingConfig(seed=5), batch_size=8)
     assert generations.chains == [[f"a: #{k}" for k in range(4)], [f"b: #{k}" for k in range(4)]]
     assert generations.generated_tokens == 2 * (0 + 1 + 2 + 3)
@@ -294,6 +319,8 @@ def test_tensorrt_llm_call_path(merged_model, tmp_path, monkeypatch):
     assert vars(params) == {
         "n": 4, "top_k": 50, "top_p": 0.9, "temperature": 0.7, "max_tokens": 310, "min_tokens": 0, "seed": 5
     }  # fmt: skip
+    with pytest.raises(TypeError, match="sampling_topk"):
+        FakeSamplingParams(sampling_topk=50)  # CTranslate2's name: the stand-in knows the real fields
 
 
 # --- merging -----------------------------------------------------------------------------

@@ -145,6 +145,8 @@ def test_merged_checkpoint_is_a_plain_llama_that_scores_like_the_adapter(trained
     model = AutoModelForCausalLM.from_pretrained(merged)
     tokenizer = AutoTokenizer.from_pretrained(merged)
     assert isinstance(model, LlamaForCausalLM)
+    # Room for a prompt of max_length and as many new tokens: an engine caps sequences at the positions.
+    assert model.config.max_position_embeddings >= 2 * 310
     settings = TrainingConfig(batch_size=16)
     val = encode(pd.read_parquet(store.base / "datasets" / DATASET / "val.parquet").head(SMALL_RUN["val_examples"]), tokenizer, 310)
     loss = evaluate(model, val, settings, tokenizer.pad_token_id, torch.device("cpu"), None)

@@ -232,7 +232,12 @@ class TensorRTLLMBackend:
 
     def __init__(self, engine_dir: Path, *, precision: str | None = None, threads: int = 0) -> None:
         self._tensorrt_llm = import_tensorrt_llm()
-        self.llm = self._tensorrt_llm.LLM(model=str(engine_dir), dtype=resolve_precision(type(self), precision))
+        # The C++ sampler: it seeds each request from SamplingParams.seed. The PyTorch backend's
+        # default (TorchSampler) draws from one process-wide generator in the 1.2 release and
+        # ignores the per-request seed, so --seed would change nothing on GPU.
+        self.llm = self._tensorrt_llm.LLM(
+            model=str(engine_dir), dtype=resolve_precision(type(self), precision), sampler_type="TRTLLMSampler"
+        )
 
     def generate(self, prefixes: Sequence[str], sampling: SamplingConfig, batch_size: int) -> Generations:
         # In-flight batching schedules the requests; n > 1 runs the context phase once per
