@@ -2,10 +2,11 @@
 
 Starts the webserver on the project's workspace and instance (DAGSTER_HOME, default
 dagster_home/), opens the asset lineage, the recommendations asset, the metrics asset and the
-runs list, saves a screenshot of each, and fails when:
+runs list (and the Overview timeline), saves a screenshot of each, and fails when:
 
 - a preview shows ids in float notation (``9.73905e+08``) instead of integers;
-- a metadata table is not rendered inline (hidden behind "Show Markdown");
+- a metadata table is not rendered inline (hidden behind "Show Markdown": only plots may be,
+  Dagster shows images through markdown), or the comparison plot is wider than its dialog;
 - a run belongs to no named job (``__ephemeral_asset_job__``, ``__ASSET_JOB``).
 
 Needs Debian's Chromium and Playwright (no browser download: it drives /usr/bin/chromium):
@@ -29,6 +30,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 STAGE_JOBS = ("ingest_and_features", "train_and_evaluate", "serve_shards", "marts")
 FLOAT_ID = re.compile(r"\b\d\.\d+e\+\d+\b")
+PLOTS = {"comparison_plot", "loss_curve"}  # the markdown entries that are pictures
 # Chromium on a closed network: no background connections, a throwaway profile.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -60,10 +62,37 @@ def webserver(port: int, home: Path):
 def open_page(page, url: str, ready_text: str, shot: Path) -> str:
     """Go to ``url``, wait until ``ready_text`` shows, screenshot the page; returns the visible text."""
     page.goto(url)
+    skip = page.get_by_role("button", name="Skip")  # the first visit's "Join the Dagster community" dialog
+    page.get_by_text(ready_text, exact=False).or_(skip).first.wait_for(timeout=60_000)
+    if skip.is_visible():
+        skip.click()
     page.get_by_text(ready_text, exact=False).first.wait_for(timeout=60_000)
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(shot), full_page=True)
     return page.inner_text("body")
+
+
+def markdown_entries(text: str) -> set[str]:
+    """Metadata keys whose value is behind a "Show Markdown" button (the key line sits above its value)."""
+    keys = set()
+    for match in re.finditer("Show Markdown", text):
+        lines = [line.strip() for line in text[: match.start()].splitlines() if line.strip()]
+        keys.add(lines[-3] if len(lines) >= 3 else "?")  # [..., key, timestamp, "["]
+    return keys
+
+
+def plot_fits_its_dialog(page, shot: Path) -> list[str]:
+    page.get_by_text("Show Markdown").first.click()
+    image = page.locator("[role=dialog] img").first
+    image.wait_for(timeout=30_000)
+    page.wait_for_timeout(1_000)  # the dialog fades in
+    page.screenshot(path=str(shot))
+    picture, dialog = image.bounding_box(), page.locator("[role=dialog]").first.bounding_box()
+    natural = image.evaluate("img => img.naturalWidth")
+    page.keyboard.press("Escape")
+    if natural > dialog["width"] or picture["x"] + picture["width"] > dialog["x"] + dialog["width"] + 1:
+        return [f"metrics: the comparison plot ({natural} px) is wider than its dialog ({dialog['width']:.0f} px)"]
+    return []
 
 
 def check_pages(base: str, out: Path, chromium: str) -> list[str]:
@@ -74,7 +103,7 @@ def check_pages(base: str, out: Path, chromium: str) -> list[str]:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
 
-        open_page(page, f"{base}/asset-groups", "user_recommendations", out / "lineage.png")
+        open_page(page, f"{base}/asset-groups", "Global asset lineage", out / "lineage.png")
 
         text = open_page(page, f"{base}/assets/serving/user_recommendations", "preview", out / "recommendations.png")
         if FLOAT_ID.search(text):
@@ -83,10 +112,12 @@ def check_pages(base: str, out: Path, chromium: str) -> list[str]:
             problems.append("recommendations: no integer item id visible in the preview")
 
         text = open_page(page, f"{base}/assets/evaluation/recommendation_metrics", "metrics@10", out / "metrics.png")
-        if "Show Markdown" in text:
-            problems.append("metrics: a metadata entry is markdown behind 'Show Markdown'")
+        hidden = markdown_entries(text) - PLOTS
+        if hidden:
+            problems.append(f"metrics: {', '.join(sorted(hidden))} behind 'Show Markdown' instead of inline")
         if "hit_rate" not in text:
             problems.append("metrics: the metric table is not rendered inline (no hit_rate row visible)")
+        problems += plot_fits_its_dialog(page, out / "metrics_plot.png")
 
         text = open_page(page, f"{base}/runs", "ingest_and_features", out / "runs.png")
         missing = [job for job in STAGE_JOBS if job not in text]
@@ -94,6 +125,10 @@ def check_pages(base: str, out: Path, chromium: str) -> list[str]:
             problems.append(f"runs: no run of {', '.join(missing)} listed")
         if "__ephemeral_asset_job__" in text or "__ASSET_JOB" in text:
             problems.append("runs: a run without a job name")
+
+        # Shown, not asserted: the timeline lists runs launched through the code location (UI, sensors,
+        # the daemon); `recsys run` executes in its own process, and such runs carry no location origin.
+        open_page(page, f"{base}/overview/activity/timeline", "Timeline", out / "timeline.png")
         browser.close()
     return problems
 
@@ -111,12 +146,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with webserver(args.port, args.home.resolve()) as base:
         problems = check_pages(base, args.out, args.chromium)
-    print(f"Screenshots in {args.out}: lineage.png, recommendations.png, metrics.png, runs.png")
+    print(f"Screenshots in {args.out}: lineage.png, recommendations.png, metrics.png, metrics_plot.png, runs.png, timeline.png")
     for problem in problems:
         print(f"FAIL {problem}")
     if problems:
         sys.exit(1)
-    print("OK: integer ids in the previews, metadata tables inline, every run named by its job")
+    print("OK: integer ids in the previews, metadata tables inline, the plot within its dialog, every run named by its job")
 
 
 if __name__ == "__main__":
