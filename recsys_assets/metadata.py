@@ -71,11 +71,23 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {rest:02d} s"
 
 
+def _round_floats(value):
+    if isinstance(value, float):
+        return round(value, FLOAT_DIGITS)
+    if isinstance(value, dict):
+        return {key: _round_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_round_floats(item) for item in value]
+    return value
+
+
 def rounded(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """A job's reported metadata with its floats rounded (a loss to 4 decimals, not 16)."""
-    return {
-        name: dg.MetadataValue.float(round(value.value, FLOAT_DIGITS))
-        if isinstance(value, dg.FloatMetadataValue) and value.value is not None
-        else value
-        for name, value in metadata.items()
-    }
+    """A job's reported metadata with its floats rounded, in JSON values too (a loss to 4 decimals, not 16)."""
+    def readable(value):
+        if isinstance(value, dg.FloatMetadataValue) and value.value is not None:
+            return dg.MetadataValue.float(round(value.value, FLOAT_DIGITS))
+        if isinstance(value, dg.JsonMetadataValue):
+            return dg.MetadataValue.json(_round_floats(value.data))
+        return value
+
+    return {name: readable(value) for name, value in metadata.items()}
