@@ -91,3 +91,10 @@ def rounded(metadata: Mapping[str, Any]) -> dict[str, Any]:
         return value
 
     return {name: readable(value) for name, value in metadata.items()}
+
+
+def plain(value: dg.MetadataValue) -> Any:
+    """A metadata value as plain JSON-able data (a table as its rows), for alerts and logs."""
+    if isinstance(value, dg.TableMetadataValue):
+        return [record.data for record in value.records]
+    return value.value

@@ -22,6 +22,7 @@ import duckdb
 from partitions import daily_partitions, user_shards
 from partitions.user_shards import ShardRange, plan_new_shards, shard_range
 from recsys_assets.jobs import EVENT_KEYS, SNAPSHOT_KEYS, ingest_day
+from recsys_assets.metadata import plain
 from resources.landing import LandingZone
 from resources.notifier import Alert, Notifier
 from resources.warehouse import Warehouse
@@ -173,7 +174,7 @@ def _check_alert(key: dg.AssetCheckKey, record) -> Alert:
     details = {"run_id": record.run_id, "partition": record.partition}
     if evaluation is None:
         return Alert("asset_check", "error", f"{key.asset_key.to_user_string()}:{key.name}", "check failed", details)
-    details["metadata"] = {name: value.value for name, value in evaluation.metadata.items()}
+    details["metadata"] = {name: plain(value) for name, value in evaluation.metadata.items()}
     severity = "warning" if evaluation.severity == dg.AssetCheckSeverity.WARN else "error"
     return Alert("asset_check", severity, f"{key.asset_key.to_user_string()}:{key.name}", evaluation.description or "check failed", details)
 

@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from recsys_assets.metadata import duration, frame_table, rounded
+from recsys_assets.metadata import duration, frame_table, plain, rounded
 
 
 def test_ids_widened_to_float_by_a_missing_value_stay_integers():
@@ -35,3 +35,11 @@ def test_reported_floats_are_rounded_in_json_too():
     reported = {"loss": dg.MetadataValue.float(2.2354309204941734), "curve": dg.MetadataValue.json({"100": 2.2354309204941734})}
     readable = rounded(reported)
     assert readable["loss"].value == 2.2354 and readable["curve"].data == {"100": 2.2354}
+
+
+def test_a_table_becomes_plain_rows_for_an_alert():
+    import json
+
+    table = frame_table(pd.DataFrame({"user_id": [7], "items": [3]}))
+    assert json.dumps(plain(table)) == '[{"user_id": 7, "items": 3}]'
+    assert plain(dg.MetadataValue.int(3)) == 3
