@@ -6,7 +6,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from recsys_assets.llm_data.dataset import Builder, DatasetSpec, MarketData
+from recsys_assets.llm_data.dataset import Builder, DatasetSpec, MarketData, training_sample
 from recsys_assets.llm_data.prompts import TEMPLATE, build_prompt, fit_history
 from recsys_assets.llm_data.targets import PRESETS, mix_target, quotas, resolve_shares
 from recsys_assets.llm_data.tokenization import OPTIONS, round_trips, tokens_per_id, train_id_tokenizer
@@ -239,3 +239,39 @@ def test_tokenizer_asset_reports_the_side_by_side_comparison(prompt_examples):
     table = tokenizer_metadata["comparison"]  # a table, rendered inline
     assert [record.data["tokenizer"] for record in table.records] == list(OPTIONS)
     assert tokenizer_metadata["tokens_per_id"].value < 7
+
+
+def _crowd_market(users: int = 400):
+    """100 cold-start users, 200 light (1 purchase before the cut-off), 100 heavy (16), and every
+    user buys again in the last training window, so that each can get a next_purchases target."""
+    rows = []
+    for user in range(users):
+        earlier = 0 if user < 100 else (1 if user < 300 else 16)
+        rows += [(user, 1000 + k, pd.Timestamp("2026-01-05") + pd.Timedelta(days=k % 30)) for k in range(earlier)]
+        rows.append((user, 5000 + user % 7, pd.Timestamp("2026-02-20")))
+    purchases = pd.DataFrame(rows, columns=["user_id", "item_id", "ts"])
+    empty = purchases.head(0)
+    people = pd.DataFrame({"user_id": range(users), "gender": 0, "age": 30, "geo": 5})
+    prices = {item: 0.5 for item in purchases["item_id"].unique()}
+    dates = SplitDates(val_start=date(2026, 3, 1), test_start=date(2026, 3, 15), end=date(2026, 3, 28))
+    return MarketData(purchases, empty, empty, people, price_percentile=prices), dates
+
+
+def test_the_training_sample_is_bounded_and_keeps_every_kind_of_buyer():
+    market, dates = _crowd_market()
+    sample = training_sample(market.purchases, market.users["user_id"], dates.val_start - pd.Timedelta(days=14), size=40)
+    assert len(sample) <= 40
+    cold, light, heavy = (sum(lo <= u < hi for u in sample) for lo, hi in ((0, 100), (100, 300), (300, 400)))
+    assert (cold, light, heavy) == (10, 20, 10)  # each kind in its share of the users
+    assert sample == training_sample(market.purchases, market.users["user_id"], dates.val_start - pd.Timedelta(days=14), 40)
+    assert training_sample(market.purchases, market.users["user_id"], dates.val_start, size=0) == set(range(400))
+
+
+def test_training_examples_come_from_the_sample_and_serve_prompts_from_everyone():
+    market, dates = _crowd_market()
+    spec = DatasetSpec({"next_purchases": 1.0}, train_windows=2, window_days=14, train_users=40)
+    builder = Builder(market, spec, dates, count_tokens=lambda text: len(text.split()))
+    train, serve = builder.examples("train"), builder.examples("serve")
+    assert 0 < train["user_id"].nunique() <= 40 and set(train["user_id"]) <= builder.train_users
+    assert (train["history_length"] == 0).any()  # cold-start users learn too
+    assert sorted(serve["user_id"]) == list(range(400))

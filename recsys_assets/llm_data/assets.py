@@ -69,13 +69,19 @@ class PromptDatasetConfig(dg.Config):
     (about 10 weeks of next purchases to learn from at the default 14-day windows)."""
     window_days: int = 14
     """Days between training cut-offs, and the next_purchases window (as long as the val/test periods)."""
+    train_users: int = 125_000
+    """Users with training examples: past this many, a sample stratified by purchase count (cold-start, light and
+    heavy buyers all present), so training time stops growing with the marketplace. 0: every user."""
+    seed: int = 0
+    """Seed of the training sample."""
 
     def spec(self, strategy: str | None = None) -> DatasetSpec:
         """The builder's settings; ``strategy`` overrides the configured target mix."""
         shares = resolve_shares(strategy) if strategy else resolve_shares(self.target_strategy, self.target_shares or None)
         return DatasetSpec(
-            shares, self.target_items, self.history_max_items, self.max_seq_len, self.intent_days, self.train_windows, self.window_days
-        )
+            shares, self.target_items, self.history_max_items, self.max_seq_len, self.intent_days, self.train_windows,
+            self.window_days, self.train_users, self.seed,
+        )  # fmt: skip
 
 
 def _version(*parts) -> str:
@@ -184,6 +190,8 @@ def _dataset_metadata(examples: pd.DataFrame, spec: DatasetSpec) -> dict:
         "realized_shares_train": dg.MetadataValue.json(realized_shares(train)),
         "train_examples_with_complete_mix": int(train["mix_complete"].sum()),
         "cold_start_prompts": int((examples["history_length"] == 0).sum()),
+        "train_users": int(train["user_id"].nunique()),
+        "serve_users": int((examples["split"] == "serve").sum()),
         "mean_prompt_tokens": round(float(examples["prompt_tokens"].mean()), 1),
         "mean_target_tokens_train": round(float(train["target_tokens"].mean()), 1) if len(train) else 0.0,
         "max_total_tokens": int(total.max()),

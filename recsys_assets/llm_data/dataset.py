@@ -45,6 +45,8 @@ class DatasetSpec:
     intent_days: int = 182  # how far back a wishlist/cart addition still counts as open intent
     train_windows: int = 1  # training cut-offs: the training cut-off and the windows before it
     window_days: int = 14  # days between training cut-offs: the next_purchases window
+    train_users: int = 125_000  # users with training examples, a stratified sample past that (0: every user)
+    seed: int = 0  # of the training sample
 
     def __post_init__(self) -> None:
         if self.train_windows < 1 or self.window_days < 1:
@@ -60,6 +62,31 @@ def purchasing_power_at(purchases: pd.DataFrame, price_percentile: dict[int, flo
     paid = before["item_id"].map(price_percentile)
     mean_paid = paid.groupby(before["user_id"]).mean().dropna()
     return ((mean_paid.rank(method="average") - 1) / max(len(mean_paid) - 1, 1)).to_dict()
+
+
+def activity_bucket(purchases: pd.Series) -> pd.Series:
+    """0 for users without purchases (cold start), else 1 + floor(log2(purchases)): 1, 2-3, 4-7, ... purchases."""
+    return np.where(purchases > 0, 1 + np.floor(np.log2(np.maximum(purchases, 1))), 0).astype(int)
+
+
+def training_sample(purchases: pd.DataFrame, user_ids, cutoff, size: int, seed: int = 0) -> set[int]:
+    """Up to ``size`` users, stratified by how much they had bought before ``cutoff``: every activity
+    bucket (cold start, light, ..., heavy) keeps its share of the users and at least one of them, so
+    training time stops growing with the marketplace while every kind of buyer stays in it."""
+    users = pd.Index(pd.unique(np.asarray(user_ids)), name="user_id")
+    if not size or len(users) <= size:
+        return set(users.tolist())
+    before = purchases.loc[purchases["ts"] < pd.Timestamp(cutoff), "user_id"]
+    counts = before.value_counts().reindex(users, fill_value=0)
+    buckets = pd.Series(activity_bucket(counts.to_numpy()), index=users)
+    sizes = buckets.value_counts()
+    quota = np.maximum(1, np.floor(size * sizes / len(users))).astype(int)
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.choice(buckets.index[buckets == bucket].to_numpy(), size=min(int(n), int(sizes[bucket])), replace=False)
+        for bucket, n in quota.sort_index().items()
+    ]
+    return {int(user) for group in chosen for user in group}
 
 
 def target_sources(user: int, wishlist: dict, cart: dict, bought_next: dict, data: MarketData) -> dict[str, list[int]]:
@@ -82,6 +109,8 @@ class Builder:
     def __init__(self, data: MarketData, spec: DatasetSpec, dates: SplitDates, count_tokens: Callable[[str], int]):
         self.data, self.spec, self.dates, self.count_tokens = data, spec, dates, count_tokens
         self.attributes = data.users.set_index("user_id")[["geo", "age", "gender"]].to_dict("index")
+        # Serve, val and test prompts cover every user; training examples only the sample.
+        self.train_users = training_sample(data.purchases, list(self.attributes), dates.train_cutoff, spec.train_users, spec.seed)
 
     def train_cutoffs(self) -> list[date]:
         """The training cut-off and the ``train_windows - 1`` cut-offs before it, newest first."""
@@ -115,7 +144,7 @@ class Builder:
         window_end = min(cutoff + timedelta(days=self.spec.window_days), self.dates.train_cutoff)
         bought_next = items_bought_between(self.data.purchases, cutoff, window_end)
         targets = {}
-        for user in self.attributes:
+        for user in self.train_users:
             sources = target_sources(user, wishlist, cart, bought_next, self.data)
             mixed = mix_target(sources, self.spec.shares, self.spec.target_items, exclude=histories.get(user, []))
             if mixed:
