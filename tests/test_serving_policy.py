@@ -48,3 +48,33 @@ def test_the_repeat_share_counts_recent_purchases_the_user_made_before():
         "(1, 7, '2026-01-01'), (1, 7, '2026-02-20'), (1, 8, '2026-02-21'), (1, 9, '2026-03-05')) t(user_id, item_id, ts)"
     )
     assert conn.execute(repeat_share_sql(), ["2026-03-01"]).fetchall()[0][0] == 0.5
+
+
+def pool_inputs():
+    from recsys_assets.serving.candidate_pool import serving_inputs
+
+    # Items 1..12 bought by ever fewer users (item 1 by 12 users, item 12 by one); user 100 bought 1 and 2.
+    rows = [(user, item) for item in range(1, 13) for user in range(13 - item)] + [(100, 1), (100, 2)]
+    purchases = pd.DataFrame(rows, columns=["user_id", "item_id"]).assign(ts=pd.Timestamp("2026-03-01"))
+    return serving_inputs(purchases, [100, 200])
+
+
+def test_short_pools_are_topped_up_with_popular_items_to_a_full_list():
+    from recsys_assets.serving.candidate_pool import candidate_pool
+
+    inputs = pool_inputs()
+    pool = candidate_pool(inputs, ["own_frequency"], per_source=5, fill_to=6)
+    by_user = pool.groupby("user_id")["item_id"].apply(list).to_dict()
+    assert by_user[100] == [1, 2, 3, 4, 5, 6]  # its own two, then the most popular it lacks
+    assert by_user[200] == [1, 2, 3, 4, 5, 6]  # a cold-start user: popular items only
+    assert set(pool.loc[pool["item_id"] > 2, "source"]) == {"global_popularity"}
+    assert len(candidate_pool(inputs, ["own_frequency"], per_source=5)) == 2  # no fill asked: the own purchases only
+
+
+def test_the_fill_counts_only_what_the_repeat_policy_serves():
+    from recsys_assets.serving.candidate_pool import candidate_pool
+
+    bought = pd.DataFrame({"user_id": [100, 100], "item_id": [1, 2]})
+    pool = candidate_pool(pool_inputs(), ["own_frequency"], per_source=5, fill_to=6, excluded=bought)
+    servable = pool[(pool["user_id"] == 100) & ~pool["item_id"].isin([1, 2])]
+    assert servable["item_id"].tolist() == [3, 4, 5, 6, 7, 8]  # six items it can be served, besides the two it bought

@@ -205,13 +205,14 @@ def _catalog_and_bought(warehouse: Warehouse, users_filter: str) -> tuple[pd.Dat
     return catalog, bought
 
 
-def _pool(context: dg.AssetExecutionContext, generation: GenerationSettings, load_inputs) -> pd.DataFrame:
-    """The candidate pool from ``load_inputs()`` (read only when the likelihood ranking needs it)."""
+def _pool(context: dg.AssetExecutionContext, generation: GenerationSettings, load_inputs, excluded: pd.DataFrame | None) -> pd.DataFrame:
+    """The candidate pool from ``load_inputs()`` (read only when the likelihood ranking needs it), topped up
+    with popular items to max_items servable ones (``excluded``: what the repeat policy never serves)."""
     if generation.ranking != "likelihood":
         return pd.DataFrame(columns=["user_id", "item_id", "source"])
     inputs = load_inputs()
     started = time.perf_counter()
-    pool = candidate_pool(inputs, generation.pool_sources, generation.pool_items_per_source)
+    pool = candidate_pool(inputs, generation.pool_sources, generation.pool_items_per_source, generation.max_items, excluded)
     users = max(len(inputs.users), 1)
     context.log.info(f"Candidate pool: {len(pool) / users:.0f} items per user from {', '.join(generation.pool_sources)} "
                      f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
@@ -272,7 +273,7 @@ def user_recommendations(
                 purchases = conn.execute("SELECT user_id, item_id, ts FROM staging.fct_purchases ORDER BY user_id, ts, item_id").df()
             return serving_inputs(purchases, prompts["user_id"])
 
-        pool = _pool(context, generation, every_purchase)
+        pool = _pool(context, generation, every_purchase, None if keep_bought else bought)
         run_name = f"shard-{context.partition_key}"
         recommendations, job = generate_for(
             context, engine, prompts, bought, catalog, pool, run_name, generation, keep_bought, gpu_jobs, artifacts
@@ -325,7 +326,7 @@ def llm_test_recommendations(
             inputs = load_baseline_inputs(conn, splits.dates(conn))
         return dataclasses.replace(inputs, users=test["user_id"].sort_values().to_numpy())
 
-    pool = _pool(context, generation, what_baselines_see)
+    pool = _pool(context, generation, what_baselines_see, None if keep_bought else bought)
     challenger = latest_metadata(context.instance, INFERENCE_ENGINE)
     generate = partial(generate_for, context, prompts=test, bought=bought, catalog=catalog, pool=pool, generation=generation,
                        keep_bought=keep_bought, gpu_jobs=gpu_jobs, artifacts=artifacts)  # fmt: skip
