@@ -17,6 +17,11 @@ def test_every_user_gets_recommendations_in_the_product_table(main_run):
     assert users == MAIN_RUN_USERS
     # A user whose every chain named only unknown ids gets no row; on a trained model that is rare.
     assert missing <= MAIN_RUN_USERS // 20
+    # Full lists: the likelihood ranking's pool is topped up with popular items to max_items (200).
+    (full_share,) = main_run.query(
+        "SELECT avg((n = 200)::INT) FROM (SELECT user_id, count(*) AS n FROM marts.user_recommendations GROUP BY 1)"
+    )[0]
+    assert full_share >= 0.95
 
 
 def test_the_llm_and_every_baseline_are_scored(main_run):
