@@ -13,12 +13,25 @@ from datetime import date
 
 import dagster as dg
 
+# Internal Dagster APIs, pinned with dagster itself: a run created with the code location's origin
+# and executed here, the way `dagster api execute_run` does for runs launched from the UI.
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.execution.api import execute_run
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteRepositoryOrigin
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
 from partitions import daily_partitions, user_shards
 from recsys_assets.jobs import STAGE_JOBS, ingest_and_features, serve_shards
 from partitions.user_shards import plan_new_shards
 from resources.landing import LandingDataError
 
 INFO_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+# The code location of workspace.yaml. Runs carry it as their origin, as runs launched from the UI
+# do: the Overview timeline lists only runs of the location's jobs.
+CODE_LOCATION = RemoteRepositoryOrigin(
+    InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="recsys_assets.definitions"), location_name="recsys_platform"),
+    "__repository__",
+)
 
 
 def day_range_tags(days: list[date]) -> dict[str, str]:
@@ -49,7 +62,7 @@ def materialize_everything(
     defs: dg.Definitions | None = None,
     instance: dg.DagsterInstance | None = None,
     log: Callable[[str], None] = print,
-) -> list[dg.ExecuteInProcessResult]:
+) -> list[dg.ExecutionResult]:
     """Runs the stage jobs (recsys_assets/jobs.py) that have assets in ``defs``, in order."""
     if defs is None:
         from recsys_assets.definitions import defs
@@ -58,11 +71,18 @@ def materialize_everything(
     days = resources["landing"].landing_days()
     if not days:
         raise LandingDataError(f"No event days found in the landing folder {resources['landing'].root}.")
-    stage_defs = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, resources=resources, jobs=STAGE_JOBS)
+    # In this process, one step after the other (a run of the UI would use the instance's executor).
+    stage_defs = dg.Definitions(
+        assets=defs.assets, asset_checks=defs.asset_checks, resources=resources, jobs=STAGE_JOBS, executor=dg.in_process_executor
+    )
     graph = stage_defs.resolve_asset_graph()
 
-    def run(job: dg.UnresolvedAssetJobDefinition, **kwargs) -> dg.ExecuteInProcessResult:
-        return stage_defs.resolve_job_def(job.name).execute_in_process(instance=instance, run_config=INFO_LOGS, **kwargs)
+    def run(job: dg.UnresolvedAssetJobDefinition, tags: dict[str, str] | None = None) -> dg.ExecutionResult:
+        job_def = stage_defs.resolve_job_def(job.name)
+        dagster_run = instance.create_run_for_job(
+            job_def, run_config=INFO_LOGS, tags={**job_def.tags, **(tags or {})}, remote_job_origin=CODE_LOCATION.get_job_origin(job.name)
+        )
+        return execute_run(InMemoryJob(job_def), dagster_run, instance)
 
     results = []
     for job in STAGE_JOBS:
@@ -75,7 +95,7 @@ def materialize_everything(
             shards = register_shards(instance, resources["warehouse"])
             for number, key in enumerate(shards, start=1):
                 log(f"{job.name}: shard {number}/{len(shards)} {key}")
-                results.append(run(job, partition_key=key))
+                results.append(run(job, tags={"dagster/partition": key}))
         else:
             log(job.name)
             results.append(run(job))

@@ -77,6 +77,18 @@ def test_the_stage_jobs_cover_every_asset_once():
     assert {job.name for job in STAGE_JOBS} <= {job.name for job in defs.get_repository_def().get_all_jobs()}
 
 
+
+def test_recsys_run_gives_its_runs_the_workspace_code_location():
+    import yaml
+
+    from recsys_assets.runner import CODE_LOCATION
+
+    (entry,) = yaml.safe_load((Path(__file__).parent.parent / "workspace.yaml").read_text())["load_from"]
+    location = CODE_LOCATION.code_location_origin
+    assert location.location_name == entry["python_module"]["location_name"]  # the timeline matches runs by it
+    assert location.loadable_target_origin.module_name == entry["python_module"]["module_name"]
+
+
 # --- landing sensor -------------------------------------------------------------------------
 
 
