@@ -99,33 +99,24 @@ def dbt_daily_purchases(context: dg.AssetExecutionContext, dbt: DbtCliResource, 
         yield from dbt.cli(["build", "--vars", json.dumps(days)], context=context).stream()
 
 
-def build_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
-    """``dbt build`` of the step's models and tests, holding the warehouse's writer lock."""
-    with warehouse.lock_for_dbt(dbt.target):
-        yield from dbt.cli(["build"], context=context).stream()
+def dbt_build_step(name: str, select: str, exclude: str | None = None) -> dg.AssetsDefinition:
+    """An unpartitioned ``dbt build`` of the selected models and their tests, holding the warehouse's writer lock."""
+
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        select=select,
+        exclude=exclude,
+        dagster_dbt_translator=translator,
+        pool=WAREHOUSE_POOL,
+        name=name,
+    )
+    def step(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+        with warehouse.lock_for_dbt(dbt.target):
+            yield from dbt.cli(["build"], context=context).stream()
+
+    return step
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    select="config.schema:staging",
-    exclude="tag:daily",
-    dagster_dbt_translator=translator,
-    pool=WAREHOUSE_POOL,
-    name="dbt_staging",
-)
-def dbt_staging(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
-    yield from build_models(context, dbt, warehouse)
-
-
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    select="config.schema:features",
-    dagster_dbt_translator=translator,
-    pool=WAREHOUSE_POOL,
-    name="dbt_features",
-)
-def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
-    yield from build_models(context, dbt, warehouse)
-
-
+dbt_staging = dbt_build_step("dbt_staging", select="config.schema:staging", exclude="tag:daily")
+dbt_features = dbt_build_step("dbt_features", select="config.schema:features")
 feature_assets = [dbt_staging, dbt_daily_purchases, dbt_features]

@@ -7,23 +7,12 @@ them is declared in dbt_project/models/exposures.yml.
 """
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
 
-from recsys_assets.features.assets import build_models, translator
+from recsys_assets.features.assets import dbt_build_step
 from recsys_assets.marts.checks import mart_checks
-from resources.dbt import dbt_project
-from resources.warehouse import WAREHOUSE_POOL, Warehouse
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    select="tag:marts",
-    dagster_dbt_translator=translator,
-    pool=WAREHOUSE_POOL,
-    name="dbt_marts",
-)
-def dbt_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
-    yield from build_models(context, dbt, warehouse)
+dbt_marts = dbt_build_step("dbt_marts", select="tag:marts")
 
 
 RECOMMENDATIONS = dg.AssetKey(["serving", "user_recommendations"])
