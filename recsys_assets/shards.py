@@ -12,25 +12,20 @@ import dagster as dg
 
 from partitions import user_shards
 from partitions.user_shards import shard_range
-from resources.warehouse import WAREHOUSE_POOL, Warehouse
+from resources.warehouse import WAREHOUSE_POOL, Warehouse, transaction
 
 STG_USERS = dg.AssetKey(["staging", "stg_users"])
 
 
 def _replace_shard(conn, key: str) -> int:
     shard = shard_range(key)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         conn.execute("DELETE FROM serving.shard_users WHERE shard_key = ?", [key])
         conn.execute(
             f"INSERT INTO serving.shard_users SELECT ?, user_id, now() FROM staging.stg_users "
             f"WHERE {shard.sql_filter()} ORDER BY user_id",
             [key],
         )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
     return conn.execute("SELECT count(*) FROM serving.shard_users WHERE shard_key = ?", [key]).fetchone()[0]
 
 

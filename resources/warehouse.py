@@ -180,6 +180,25 @@ class _PausingConnection:
         return getattr(self._conn, name)
 
 
+# ---------------------------------------------------------------- writes
+
+
+@contextmanager
+def transaction(conn):
+    """One all-or-nothing write: COMMIT when the block ends, ROLLBACK when it raises.
+
+    Every writer of the warehouse goes through here, so a killed or failing step leaves the
+    tables as they were. Plain SQL statements, so that the fault tests' commit pause sees them.
+    """
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 # ---------------------------------------------------------------- the resource
 
 

@@ -44,13 +44,13 @@ from recsys_assets.candidates.steps import (
     INTEREST_CLUSTERS,
     ITEM_VECTORS,
     PURCHASES,
-    SCHEMA,
     SIMILAR_ITEMS,
     SIMILAR_USERS,
     USER_CLUSTER_CANDIDATES,
     USER_INTEREST_CLUSTERS,
     USER_VECTORS,
     StepReport,
+    replace_table_from,
     TableSpec,
 )
 from resources.artifacts import ArtifactStore
@@ -97,15 +97,7 @@ def write_table(frame: DataFrame, spec: TableSpec) -> str:
 
 def load_into_warehouse(conn: duckdb.DuckDBPyConnection, spec: TableSpec, path: str) -> int:
     """Replace the warehouse table of ``spec`` with the Parquet at ``path``, atomically."""
-    select = ", ".join(f"CAST({c.name} AS {c.sql_type}) AS {c.name}" for c in spec.columns)
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        conn.execute(f"CREATE OR REPLACE TABLE {spec.qualified} AS SELECT {select} FROM read_parquet(?)", [f"{path}/*.parquet"])
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+    replace_table_from(conn, spec, "read_parquet(?)", [f"{path}/*.parquet"])
     return scalar(conn, f"SELECT count(*) FROM {spec.qualified}")
 
 

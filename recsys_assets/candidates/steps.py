@@ -24,6 +24,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from recsys_assets.candidates import compute
+from resources.warehouse import transaction
 
 SCHEMA = "candidates"
 PURCHASES = "staging.fct_purchases"
@@ -151,20 +152,21 @@ class StepReport:
 # ---------------------------------------------------------------- warehouse input and output
 
 
+def replace_table_from(conn: duckdb.DuckDBPyConnection, spec: TableSpec, source: str, parameters: list | None = None) -> None:
+    """Replace ``spec``'s table with the rows of ``source`` (a FROM clause), cast to its columns, atomically."""
+    select = ", ".join(f"CAST({c.name} AS {c.sql_type}) AS {c.name}" for c in spec.columns)
+    with transaction(conn):
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        conn.execute(f"CREATE OR REPLACE TABLE {spec.qualified} AS SELECT {select} FROM {source}", parameters)
+
+
 def replace_table(conn: duckdb.DuckDBPyConnection, spec: TableSpec, columns: dict[str, Any]) -> int:
     """Replace ``spec``'s table with ``columns`` (numpy arrays; 2-d arrays become FLOAT[]) atomically."""
     frame = pa.table({name: _arrow(values) for name, values in columns.items()})
-    select = ", ".join(f"CAST({c.name} AS {c.sql_type}) AS {c.name}" for c in spec.columns)
     view = f"_candidates_{spec.name}_frame"
     conn.register(view, frame)
     try:
-        conn.execute("BEGIN TRANSACTION")
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        conn.execute(f"CREATE OR REPLACE TABLE {spec.qualified} AS SELECT {select} FROM {view}")
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+        replace_table_from(conn, spec, view)
     finally:
         conn.unregister(view)
     return frame.num_rows

@@ -14,6 +14,8 @@ from datetime import datetime
 
 import pandas as pd
 
+from resources.warehouse import transaction
+
 RECOMMENDATIONS = "evaluation.recommendations"
 METRICS = "marts.recommendation_metrics"
 EXPERIMENTS = "evaluation.experiment_results"
@@ -38,29 +40,14 @@ def ensure_table(conn, table: str) -> None:
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({_DDL[table]})")
 
 
-def _in_transaction(conn, statements) -> None:
-    conn.begin()
-    try:
-        for sql, parameters in statements:
-            conn.execute(sql, parameters)
-        conn.commit()
-    except Exception:
-        conn.rollback()
-        raise
-
-
 def write_recommendations(conn, recommender: str, recommendations: pd.DataFrame) -> int:
     """Replace ``recommender``'s rows with ``user_id, rank, item_id, score``; returns the row count."""
     ensure_table(conn, RECOMMENDATIONS)
     conn.register("incoming_recommendations", recommendations[["user_id", "rank", "item_id", "score"]])
     try:
-        _in_transaction(
-            conn,
-            [
-                (f"DELETE FROM {RECOMMENDATIONS} WHERE recommender = ?", [recommender]),
-                (f"INSERT INTO {RECOMMENDATIONS} SELECT ?, user_id, rank, item_id, score FROM incoming_recommendations", [recommender]),
-            ],
-        )
+        with transaction(conn):
+            conn.execute(f"DELETE FROM {RECOMMENDATIONS} WHERE recommender = ?", [recommender])
+            conn.execute(f"INSERT INTO {RECOMMENDATIONS} SELECT ?, user_id, rank, item_id, score FROM incoming_recommendations", [recommender])
     finally:
         conn.unregister("incoming_recommendations")
     return len(recommendations)
@@ -82,6 +69,7 @@ def append_results(conn, table: str, rows: pd.DataFrame, evaluated_at: datetime)
     columns = ", ".join(_APPEND_COLUMNS[table])
     conn.register("incoming_results", rows[_APPEND_COLUMNS[table]])
     try:
-        _in_transaction(conn, [(f"INSERT INTO {table} SELECT {columns}, ? FROM incoming_results", [evaluated_at])])
+        with transaction(conn):
+            conn.execute(f"INSERT INTO {table} SELECT {columns}, ? FROM incoming_results", [evaluated_at])
     finally:
         conn.unregister("incoming_results")

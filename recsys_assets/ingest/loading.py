@@ -22,6 +22,7 @@ import duckdb
 from recsys_assets.ingest.column_types import coerce_float_integer_columns
 from recsys_assets.ingest.contracts import CONTRACTS, SQL_TYPES, TableContract, value_rules
 from recsys_assets.ingest.shrink import RowCounts, ShrinkGuard, shrink_problem
+from resources.warehouse import transaction
 from resources.landing import LandingDataError, LandingFile, load_as_text, source_timezone
 
 _LINEAGE = "_source_file VARCHAR, _source_row BIGINT, _loaded_at TIMESTAMP"
@@ -204,8 +205,7 @@ def _replace(
     event_date_sql = f"DATE '{event_date}', " if event_date else ""
     record = "to_json({" + ", ".join(f"'{c.name}': {c.name}" for c in contract.columns) + "})::VARCHAR"
     order = "_v_ts" if event_date else contract.column(contract.key[0]).typed
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         conn.execute(f"DELETE FROM raw.{contract.name} WHERE {where}")
         conn.execute(
             f"INSERT INTO raw.{contract.name} SELECT {event_date_sql}{columns}, _file, _row, now() "
@@ -217,10 +217,6 @@ def _replace(
             "FROM staged WHERE _rule IS NOT NULL ORDER BY _key, _file, _row",
             [contract.name],
         )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
     counts = dict(conn.execute("SELECT coalesce(_rule, 'loaded'), count(*) FROM staged GROUP BY ALL").fetchall())
     conn.execute("DROP TABLE staged")
     loaded = counts.pop("loaded", 0)

@@ -27,7 +27,7 @@ from resources.artifacts import ArtifactStore, latest_artifact, latest_metadata
 from resources.generation import GenerationSettings, repeat_share_sql
 from resources.gpu_jobs import GpuJobRunner
 from resources.splits import EvaluationSplit
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, transaction
 
 FINE_TUNED_MODEL = dg.AssetKey(["model", "fine_tuned_model"])
 USER_RECOMMENDATIONS_KEY = dg.AssetKey(["serving", "user_recommendations"])
@@ -140,17 +140,13 @@ def _replace_shard_rows(conn, recommendations: pd.DataFrame, shard_filter: str, 
         "score DOUBLE, model_version VARCHAR, generated_at TIMESTAMP)"
     )
     conn.register("incoming", recommendations)
-    conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(f"DELETE FROM {USER_RECOMMENDATIONS} WHERE {shard_filter}")
-        conn.execute(
-            f"INSERT INTO {USER_RECOMMENDATIONS} SELECT user_id, rank, item_id, score, ?, now() FROM incoming ORDER BY user_id, rank",
-            [model_version],
-        )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+        with transaction(conn):
+            conn.execute(f"DELETE FROM {USER_RECOMMENDATIONS} WHERE {shard_filter}")
+            conn.execute(
+                f"INSERT INTO {USER_RECOMMENDATIONS} SELECT user_id, rank, item_id, score, ?, now() FROM incoming ORDER BY user_id, rank",
+                [model_version],
+            )
     finally:
         conn.unregister("incoming")
 
