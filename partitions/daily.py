@@ -50,6 +50,6 @@ def first_landing_day() -> date | None:
         return None  # nothing has landed yet
 
 
-FIRST_DAY = resolve_first_day(os.environ.get("RECSYS_FIRST_DAY"), settings.recsys_home() / "first_day", first_landing_day)
+FIRST_DAY = resolve_first_day(settings.first_day(), settings.recsys_home() / "first_day", first_landing_day)
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=FIRST_DAY)

@@ -95,15 +95,16 @@ def generate_landing(args: argparse.Namespace, landing: Path) -> None:
 def run_all(args: argparse.Namespace) -> None:
     landing = settings.landing_dir()
     if not (landing / "purchases").exists() and not any(landing.glob("purchases.*")):
-        if "RECSYS_LANDING_DIR" in os.environ:
+        if settings.landing_dir_is_configured():
             sys.exit(f"No purchases in RECSYS_LANDING_DIR={landing}. See 'Bring your own data' in README.md.")
         generate_landing(args, landing)
 
     os.environ.setdefault("DAGSTER_HOME", str(settings.PROJECT_DIR / "dagster_home"))
     quiet_library_warnings()
+    from recsys_assets.definitions import defs
     from recsys_assets.runner import materialize_everything
 
-    materialize_everything()
+    materialize_everything(defs)
 
 
 def quiet_library_warnings() -> None:

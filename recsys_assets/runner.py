@@ -59,13 +59,11 @@ def register_shards(instance: dg.DagsterInstance, warehouse) -> list[str]:
 
 
 def materialize_everything(
-    defs: dg.Definitions | None = None,
+    defs: dg.Definitions,
     instance: dg.DagsterInstance | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dg.ExecutionResult]:
     """Runs the stage jobs (recsys_assets/jobs.py) that have assets in ``defs``, in order."""
-    if defs is None:
-        from recsys_assets.definitions import defs
     instance = instance or dg.DagsterInstance.get()
     resources = defs.resources
     days = resources["landing"].landing_days()

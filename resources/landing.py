@@ -20,7 +20,6 @@ fails with its file and line, not with a wrong guess of the dialect.
 from __future__ import annotations
 
 import csv
-import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,7 +101,7 @@ class LandingZone(dg.ConfigurableResource):
 
     @property
     def zone(self) -> str:
-        zone = self.source_timezone or os.environ.get("RECSYS_SOURCE_TIMEZONE") or "UTC"
+        zone = self.source_timezone or settings.source_timezone()
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError) as error:

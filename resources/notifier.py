@@ -10,7 +10,6 @@ the sensors.
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -67,4 +66,6 @@ class Notifier(dg.ConfigurableResource):
 
 def notifier_resource() -> Notifier:
     """The notifier of the environment: ``$RECSYS_HOME/alerts.log``, plus ``RECSYS_ALERT_WEBHOOK`` if set."""
-    return Notifier(path=str(settings.recsys_home() / "alerts.log"), webhook_url=os.environ.get(WEBHOOK_ENV, ""))
+    # Through dg.EnvVar, so the UI shows the variable's name, never the secret URL.
+    webhook = dg.EnvVar(WEBHOOK_ENV) if settings.alert_webhook() else ""
+    return Notifier(path=str(settings.recsys_home() / "alerts.log"), webhook_url=webhook)

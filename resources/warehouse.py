@@ -120,10 +120,8 @@ class CommitPause:
 
     @classmethod
     def from_env(cls) -> CommitPause | None:
-        target = os.environ.get("RECSYS_FAULT_PAUSE_AT_COMMIT")
-        if not target:
-            return None
-        return cls(target, Path(os.environ["RECSYS_FAULT_PAUSE_MARKER"]), int(os.environ.get("RECSYS_FAULT_PAUSE_SKIP", "0")))
+        armed = settings.fault_pause()
+        return cls(*armed) if armed else None
 
     def before(self, sql: str) -> None:
         state, keyword = self._state, self._STATEMENT.match(sql)

@@ -35,7 +35,7 @@ def test_every_check_says_what_it_asserts(key):
 
 
 def test_dbt_tests_are_described_in_words():
-    from recsys_assets.features.assets import dbt_test_description
+    from resources.dbt import dbt_test_description
 
     unique = {"name": "unique_stg_users_user_id", "attached_node": "model.recsys.stg_users",
               "test_metadata": {"name": "unique", "kwargs": {"column_name": "user_id"}}}  # fmt: skip

@@ -14,76 +14,21 @@ and Dagster would run it as anonymous copies of itself (``_2``, ``_3`` in the ru
 
 
 import json
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
-from dagster_dbt.asset_utils import default_description_fn
+from dagster_dbt import DbtCliResource, dbt_assets
 
 from partitions import daily_partitions
-from resources.dbt import dbt_project
+from resources.dbt import dbt_project, translator
 from resources.warehouse import WAREHOUSE_POOL, Warehouse
 
 
-# The team that owns each dbt schema; the schema is also the Dagster group (staging
-# models belong to the features layer).
-SCHEMA_OWNERS = {"staging": "team:data-platform", "features": "team:data-platform", "marts": "team:product-data"}
-SCHEMA_GROUPS = {"staging": "features"}
-
-
-class RecsysDbtTranslator(DagsterDbtTranslator):
-    """Keys models by schema (features/user_features) and sources by source name (raw/purchases)."""
-
-    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
-        return dg.AssetKey([_schema(dbt_resource_props), dbt_resource_props["name"]])
-
-    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:
-        schema = _schema(dbt_resource_props)
-        return SCHEMA_GROUPS.get(schema, schema)
-
-    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
-        return [SCHEMA_OWNERS.get(_schema(dbt_resource_props), "team:data-platform")]
-
-    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
-        # The model's own description, as for every other asset; the SQL is a click away in the code reference.
-        return default_description_fn(dbt_resource_props, display_raw_sql=False)
-
-    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project) -> dg.AssetCheckSpec | None:
-        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
-        if spec is None or spec.description:
-            return spec
-        return spec._replace(description=dbt_test_description(manifest["nodes"][unique_id]))
-
-
-def dbt_test_description(test: Mapping[str, Any]) -> str:
-    """What a dbt test asserts, in words: dbt's generic tests carry no description of their own."""
-    meta = test.get("test_metadata") or {}
-    kwargs = meta.get("kwargs", {})
-    column = kwargs.get("column_name", "")
-    model = (test.get("attached_node") or "").rsplit(".", 1)[-1]
-    sentences = {
-        "unique": f"No two rows of {model} share {column}.",
-        "not_null": f"{column} is never NULL in {model}.",
-        "value_between": f"{column} lies between {kwargs.get('min_value')} and {kwargs.get('max_value')} in {model}.",
-        "accepted_values": f"{column} in {model} is one of {kwargs.get('values')}.",
-        "relationships": f"Every {column} of {model} exists in {kwargs.get('to')}.{kwargs.get('field')}.",
-    }
-    return test.get("description") or sentences.get(meta.get("name"), f"dbt test {test['name']} on {model}.")
-
-
-def _schema(dbt_resource_props: Mapping[str, Any]) -> str:
-    return dbt_resource_props["config"].get("schema") or "main"
-
-
-translator = RecsysDbtTranslator()
 
 
 @dbt_assets(
     manifest=dbt_project.manifest_path,
+    project=dbt_project,
     select="tag:daily",
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -104,6 +49,7 @@ def dbt_build_step(name: str, select: str, exclude: str | None = None) -> dg.Ass
 
     @dbt_assets(
         manifest=dbt_project.manifest_path,
+        project=dbt_project,
         select=select,
         exclude=exclude,
         dagster_dbt_translator=translator,
