@@ -1,5 +1,6 @@
 """The code location loads, and every asset carries what a person looks for in the UI."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,13 @@ def test_every_asset_is_documented_grouped_owned_and_kinded(spec):
     assert spec.owners, "missing owner"
     assert spec.kinds, "missing kinds"
     assert "Raw SQL" not in spec.description, "reads like code, not like the other assets"
+
+
+@pytest.mark.parametrize("spec", all_specs(), ids=lambda spec: spec.key.to_user_string())
+def test_every_asset_links_to_its_source_file(spec):
+    references = spec.metadata["dagster/code_references"].code_references
+    assert references and all(Path(reference.file_path).is_file() for reference in references)
+    assert all(Path(reference.file_path).is_relative_to(PROJECT) for reference in references)
 
 
 def all_check_keys():
@@ -56,3 +64,11 @@ def test_dagster_definitions_validate_passes_on_the_workspace():
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=PROJECT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dg_check_defs_loads_the_project():
+    """`dg` finds the project from pyproject.toml ([tool.dg.project]) and loads its definitions."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(bin_dir.parent)}
+    result = subprocess.run([str(bin_dir / "dg"), "check", "defs"], cwd=PROJECT, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
