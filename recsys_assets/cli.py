@@ -69,7 +69,8 @@ def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def generate_landing(args: argparse.Namespace, landing: Path) -> None:
-    from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
+    from synthetic_marketplace.generator import MarketplaceSpec, generate
+    from synthetic_marketplace.landing import write_landing
     from synthetic_marketplace.shapes import repeat_share
 
     spec = MarketplaceSpec(

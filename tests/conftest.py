@@ -17,7 +17,8 @@ import pytest
 # landed in the developer's own RECSYS_HOME); subprocess runs set their own environment.
 os.environ.setdefault("RECSYS_FIRST_DAY", "2026-01-01")
 
-from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
+from synthetic_marketplace.generator import MarketplaceSpec, generate
+from synthetic_marketplace.landing import write_landing
 
 # Small enough for a 2-core CI machine, large enough for the planted structure to show.
 SMALL_MARKET = MarketplaceSpec(users=800, items=500, days=60, end_date=date(2026, 6, 30), seed=7)

@@ -27,7 +27,8 @@ import pytest
 import yaml
 
 from resources import settings
-from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
+from synthetic_marketplace.generator import MarketplaceSpec, generate
+from synthetic_marketplace.landing import write_landing
 
 SPEC = MarketplaceSpec(users=200, items=150, days=45, end_date=date(2026, 6, 30), seed=11)
 HOOKS = Path(__file__).parent / "fault_hooks"

@@ -31,7 +31,8 @@ from recsys_assets.sensors import (
 from resources.landing import LandingZone
 from resources.notifier import Notifier
 from resources.warehouse import Warehouse, warehouse_resource
-from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
+from synthetic_marketplace.generator import MarketplaceSpec, generate
+from synthetic_marketplace.landing import write_landing
 from tests.operations_drill import broken_asset, checked_asset
 
 TINY = MarketplaceSpec(users=60, items=150, days=4, end_date=date(2026, 6, 30), seed=5)

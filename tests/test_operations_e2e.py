@@ -25,7 +25,8 @@ import pytest
 import requests
 
 from partitions.user_shards import shard_range
-from synthetic_marketplace.generator import MarketplaceSpec, generate, write_landing
+from synthetic_marketplace.generator import MarketplaceSpec, generate
+from synthetic_marketplace.landing import write_landing
 from tests.test_operations import EVENT_KEYS, SNAPSHOT_KEYS, Webhook, drop_day, read_alerts
 
 PROJECT = Path(__file__).resolve().parent.parent
