@@ -112,16 +112,14 @@ def _materialization(
     )
 
 
+def _raw_table(table: str) -> dict:
+    """What every raw table's asset declares: its key, docs, owners, pool and quarantine check."""
+    return {"key": ["raw", table], "group_name": "ingest", "description": _DESCRIPTIONS[table], "kinds": {"duckdb", "parquet"},
+            "owners": OWNERS, "pool": WAREHOUSE_POOL, "check_specs": [_quarantine_check(table)]}  # fmt: skip
+
+
 def build_snapshot_asset(table: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=["raw", table],
-        group_name="ingest",
-        description=_DESCRIPTIONS[table],
-        kinds={"duckdb", "parquet"},
-        owners=OWNERS,
-        pool=WAREHOUSE_POOL,
-        check_specs=[_quarantine_check(table)],
-    )
+    @dg.asset(**_raw_table(table))
     def snapshot(
         context: dg.AssetExecutionContext, config: IngestConfig, warehouse: Warehouse, landing: LandingZone
     ) -> dg.MaterializeResult:
@@ -138,16 +136,10 @@ def build_snapshot_asset(table: str) -> dg.AssetsDefinition:
 
 def build_event_asset(table: str) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["raw", table],
-        group_name="ingest",
-        description=_DESCRIPTIONS[table],
-        kinds={"duckdb", "parquet"},
-        owners=OWNERS,
-        pool=WAREHOUSE_POOL,
+        **_raw_table(table),
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[dg.AssetKey(["raw", snapshot]) for snapshot in SNAPSHOT_TABLES],
-        check_specs=[_quarantine_check(table)],
     )
     def events(
         context: dg.AssetExecutionContext, config: IngestConfig, warehouse: Warehouse, landing: LandingZone
