@@ -22,6 +22,8 @@ from datetime import timedelta
 
 import dagster as dg
 
+from recsys_assets.keys import MODEL_PROMOTION
+
 NIGHTLY = "0 1 * * *"
 WEEKLY = "0 0 * * 1"
 DAILY_SERVING = "0 4 * * *"
@@ -81,16 +83,14 @@ EAGER = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_
 
 WEEKLY_RETRAIN = dg.AutomationCondition.on_cron(WEEKLY)
 
-# The champion/challenger gate's output: a new model reaches serving only through it.
-PROMOTED_MODEL = dg.AssetKey(["evaluation", "model_promotion"])
-
-# Recommendations: daily, after every newly promoted model, and at once for a
+# Recommendations: daily, after every newly promoted model (the champion/challenger gate's
+# output: a new model reaches serving only through it), and at once for a
 # shard that was just registered. Not while an upstream or this shard is still running.
 REFRESH_RECOMMENDATIONS = (
     (
         dg.AutomationCondition.newly_missing()
         | dg.AutomationCondition.cron_tick_passed(DAILY_SERVING)
-        | dg.AutomationCondition.any_deps_updated().allow(dg.AssetSelection.assets(PROMOTED_MODEL))
+        | dg.AutomationCondition.any_deps_updated().allow(dg.AssetSelection.assets(MODEL_PROMOTION))
     ).since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()

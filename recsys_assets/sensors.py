@@ -22,12 +22,13 @@ import duckdb
 from partitions import daily_partitions, user_shards
 from partitions.user_shards import ShardRange, plan_new_shards, shard_range
 from recsys_assets.jobs import EVENT_KEYS, SNAPSHOT_KEYS, ingest_day
+from recsys_assets.keys import RAW_PURCHASES
 from recsys_assets.metadata import plain
+from resources.artifacts import latest_materialization
 from resources.landing import LandingZone
 from resources.notifier import Alert, Notifier
 from resources.warehouse import Warehouse
 
-PURCHASES = dg.AssetKey(["raw", "purchases"])
 
 
 # --- landing --------------------------------------------------------------------------------
@@ -40,7 +41,7 @@ def new_landing_days(days: list[date], instance: dg.DagsterInstance) -> list[dat
     retried every minute. Today is not complete until its daily partition exists (tomorrow).
     """
     days = [day for day in days if daily_partitions.has_partition_key(day.isoformat())]
-    status = instance.get_status_by_partition(PURCHASES, [day.isoformat() for day in days], daily_partitions) or {}
+    status = instance.get_status_by_partition(RAW_PURCHASES, [day.isoformat() for day in days], daily_partitions) or {}
     return [day for day in days if status.get(day.isoformat()) is None]
 
 
@@ -67,7 +68,7 @@ def stale_snapshots(landing: LandingZone, instance: dg.DagsterInstance) -> list[
     stale = []
     for table, key in SNAPSHOT_KEYS.items():
         changed = max((f.path.stat().st_mtime for f in landing.files(table)), default=0.0)
-        loaded = instance.get_latest_materialization_event(key)
+        loaded = latest_materialization(instance, key)
         if loaded is None or loaded.timestamp < changed:
             stale.append(key)
     return stale
