@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix
+from recsys_assets.keys import FCT_PURCHASES, ID_TOKENIZER, ITEM_FEATURES, PROMPT_DATASET
 from recsys_assets.llm_data.checks import dataset_check_specs, dataset_checks, round_trip_check, tokenizer_check_specs
 from recsys_assets.llm_data.dataset import SPLITS, DatasetSpec, MarketData, build_dataset, realized_shares, reserved_target_tokens
 from recsys_assets.llm_data.history import histories_before
@@ -21,14 +22,12 @@ from resources.splits import EvaluationSplit
 from resources.warehouse import Warehouse
 
 OWNERS = ["team:ml"]
-TOKENIZER_KEY = dg.AssetKey(["llm_data", "id_tokenizer"])
-PROMPT_DATASET_KEY = dg.AssetKey(["llm_data", "prompt_dataset"])
 FEATURE_DEPS = [
-    dg.AssetKey(["staging", "fct_purchases"]),
+    FCT_PURCHASES,
     dg.AssetKey(["staging", "stg_wishlist"]),
     dg.AssetKey(["staging", "stg_cart"]),
     dg.AssetKey(["features", "user_features"]),
-    dg.AssetKey(["features", "item_features"]),
+    ITEM_FEATURES,
 ]
 CANDIDATE_DEPS = [
     dg.AssetKey(["candidates", "similar_items"]),
@@ -112,12 +111,12 @@ def _user_prompts_and_targets(conn, cutoff: date, history_max: int, target_items
 
 
 @dg.asset(
-    key=TOKENIZER_KEY,
+    key=ID_TOKENIZER,
     group_name="llm_data",
     owners=OWNERS,
     kinds={"huggingface", "python"},
     deps=FEATURE_DEPS,
-    check_specs=tokenizer_check_specs(TOKENIZER_KEY),
+    check_specs=tokenizer_check_specs(ID_TOKENIZER),
     description=(
         "Tokenizer for prompts and item ids (digits / grouped digits / BPE trained on the id corpus before the "
         "training cut-off). Metadata compares tokens per id and prompt/target lengths of all options side by side."
@@ -201,12 +200,12 @@ def _dataset_metadata(examples: pd.DataFrame, spec: DatasetSpec) -> dict:
 
 
 @dg.asset(
-    key=PROMPT_DATASET_KEY,
-    check_specs=dataset_check_specs(PROMPT_DATASET_KEY),
+    key=PROMPT_DATASET,
+    check_specs=dataset_check_specs(PROMPT_DATASET),
     group_name="llm_data",
     owners=OWNERS,
     kinds={"parquet", "python"},
-    deps=[TOKENIZER_KEY, *FEATURE_DEPS, *CANDIDATE_DEPS],
+    deps=[ID_TOKENIZER, *FEATURE_DEPS, *CANDIDATE_DEPS],
     description=(
         "One example per user and split (train / val / test / serve) in the method's prompt template; train targets "
         "mix the configured sources, val/test targets are the next purchases after the cut-off. Versioned Parquet "
@@ -220,7 +219,7 @@ def prompt_dataset(
 
     started = time.perf_counter()
     spec = config.spec()
-    tokenizer_path = latest_artifact(context.instance, TOKENIZER_KEY)
+    tokenizer_path = latest_artifact(context.instance, ID_TOKENIZER)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_path))
     with warehouse.get_connection() as conn:
         dates = splits.dates(conn)

@@ -9,13 +9,11 @@ them is declared in dbt_project/models/exposures.yml.
 import dagster as dg
 
 from recsys_assets.features.assets import dbt_build_step
+from recsys_assets.keys import USER_RECOMMENDATIONS
 from recsys_assets.marts.checks import mart_checks
 
 
 dbt_marts = dbt_build_step("dbt_marts", select="tag:marts")
-
-
-RECOMMENDATIONS = dg.AssetKey(["serving", "user_recommendations"])
 
 
 def marts_for(upstream: list[dg.AssetsDefinition]) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
@@ -24,6 +22,6 @@ def marts_for(upstream: list[dg.AssetsDefinition]) -> tuple[list[dg.AssetsDefini
     Until the serving layer is in the graph, the dbt source would show up as a dangling asset
     nobody owns, and the marts could not be built: they join the graph with it, by themselves.
     """
-    if not any(RECOMMENDATIONS in assets_def.keys for assets_def in upstream):
+    if not any(USER_RECOMMENDATIONS in assets_def.keys for assets_def in upstream):
         return [], []
     return [dbt_marts], mart_checks()

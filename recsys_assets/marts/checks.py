@@ -12,24 +12,24 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from recsys_assets.automation import DAILY_FRESHNESS
+from recsys_assets.keys import USER_RECOMMENDATIONS_TABLE
 from resources.warehouse import Warehouse
 
-SOURCE = "marts.user_recommendations"
 HOMEPAGE_SLOTS = 20  # dbt var homepage_feed_slots
 
 # (what must hold, SQL for (expected, actual)) per mart.
 RECONCILIATIONS = {
     "homepage_feed": (
         f"one row per user and slot up to {HOMEPAGE_SLOTS}",
-        f"SELECT (SELECT count(*) FROM {SOURCE} WHERE rank <= {HOMEPAGE_SLOTS}), (SELECT count(*) FROM marts.homepage_feed)",
+        f"SELECT (SELECT count(*) FROM {USER_RECOMMENDATIONS_TABLE} WHERE rank <= {HOMEPAGE_SLOTS}), (SELECT count(*) FROM marts.homepage_feed)",
     ),
     "recommendations_by_category": (
         "every recommendation counted in exactly one category",
-        f"SELECT (SELECT count(*) FROM {SOURCE}), (SELECT coalesce(sum(recommendations), 0) FROM marts.recommendations_by_category)",
+        f"SELECT (SELECT count(*) FROM {USER_RECOMMENDATIONS_TABLE}), (SELECT coalesce(sum(recommendations), 0) FROM marts.recommendations_by_category)",
     ),
     "daily_recommendation_summary": (
         "the newest generation day summarized with all its recommendations",
-        f"SELECT (SELECT count(*) FROM {SOURCE} WHERE CAST(generated_at AS DATE) = (SELECT max(CAST(generated_at AS DATE)) FROM {SOURCE})), "
+        f"SELECT (SELECT count(*) FROM {USER_RECOMMENDATIONS_TABLE} WHERE CAST(generated_at AS DATE) = (SELECT max(CAST(generated_at AS DATE)) FROM {USER_RECOMMENDATIONS_TABLE})), "
         "(SELECT coalesce(sum(recommendations), 0) FROM marts.daily_recommendation_summary "
         "WHERE summary_date = (SELECT max(summary_date) FROM marts.daily_recommendation_summary))",
     ),
@@ -71,7 +71,7 @@ def _row_count_check(table: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=dg.AssetKey(["marts", table]),
         name="row_count_reconciles",
-        description=f"Non-empty and reconciles with {SOURCE}: {rule}.",
+        description=f"Non-empty and reconciles with {USER_RECOMMENDATIONS_TABLE}: {rule}.",
         automation_condition=CHECK_CONDITION,
     )
     def check(warehouse: Warehouse) -> dg.AssetCheckResult:
