@@ -20,42 +20,31 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from dagster_pipes import PipesContext
 
+from gpu_jobs.generation_files import (
+    OUTPUT_SCHEMA,
+    Users,
+    read_bought,
+    read_candidates,
+    read_catalog,
+    read_users,
+    write_atomically,
+)
 from gpu_jobs.inference.backends import BACKENDS, open_engine
 from gpu_jobs.inference.engine import EngineInfo, GenerationBackend, SamplingConfig
-from gpu_jobs.inference.merge import MergeCounts, MergedRecommendations, merge_chains
+from gpu_jobs.inference.merge import MergeCounts, merge_chains
+from gpu_jobs.inference.pool_ranking import GENERATED, pool_items, ranked_by_likelihood
 from gpu_jobs.inference.scoring import LikelihoodScorer
 from gpu_jobs.job_context import ConsoleContext, job_context
 from gpu_jobs.prompt_format import generation_prefix
 
-OUTPUT_SCHEMA = pa.schema(
-    [
-        ("user_id", pa.int64()),
-        ("rank", pa.int32()),
-        ("item_id", pa.int64()),
-        ("score", pa.float64()),  # log-likelihood (likelihood ranking) or share of chains (chains ranking)
-        ("chains_with_item", pa.int32()),
-        ("chain_rank", pa.int32()),  # the item's rank by chain agreement; null when only the pool brought it
-        ("source", pa.string()),  # "generated", or the candidate pool's source name
-    ]
-)
-GENERATED = "generated"
 RANKINGS = ("likelihood", "chains")
-
-
-@dataclass(frozen=True)
-class Users:
-    user_ids: list[int]
-    prompts: list[str]
 
 
 @dataclass
@@ -114,77 +103,8 @@ def sampling_from(args: argparse.Namespace) -> SamplingConfig:
     )
 
 
-def read_columns(path: Path, columns: list[str]) -> pa.Table:
-    present = pq.read_schema(path).names
-    missing = [c for c in columns if c not in present]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(present)})")
-    return pq.read_table(path, columns=columns)
-
-
-def read_users(path: Path) -> Users:
-    table = read_columns(path, ["user_id", "prompt"])
-    user_ids = table.column("user_id").to_pylist()
-    prompts = table.column("prompt").to_pylist()
-    if len(set(user_ids)) != len(user_ids):
-        raise ValueError(f"{path}: user_id must be unique, one prompt per user")
-    if None in user_ids or None in prompts:
-        raise ValueError(f"{path}: user_id and prompt must not be null")
-    # Similar prompt lengths in one batch: the shared prefill covers the batch's shortest
-    # prompt, every further prompt token is decoded once per chain.
-    order = sorted(range(len(user_ids)), key=lambda i: len(prompts[i]))
-    return Users([user_ids[i] for i in order], [prompts[i] for i in order])
-
-
-def read_catalog(path: Path) -> frozenset[int]:
-    return frozenset(read_columns(path, ["item_id"]).column("item_id").to_pylist())
-
-
-def read_bought(path: Path | None) -> dict[int, set[int]]:
-    bought: dict[int, set[int]] = {}
-    if path is None:
-        return bought
-    table = read_columns(path, ["user_id", "item_id"])
-    for user_id, item_id in zip(table.column("user_id").to_pylist(), table.column("item_id").to_pylist()):
-        bought.setdefault(user_id, set()).add(item_id)
-    return bought
-
-
-def read_candidates(path: Path | None) -> dict[int, dict[int, str]]:
-    """Per user: pool item -> the first source that brought it (file order)."""
-    pools: dict[int, dict[int, str]] = {}
-    if path is None:
-        return pools
-    table = read_columns(path, ["user_id", "item_id", "source"])
-    for user_id, item_id, source in zip(*(table.column(c).to_pylist() for c in ("user_id", "item_id", "source"))):
-        pools.setdefault(user_id, {}).setdefault(item_id, source)
-    return pools
-
-
 def scoring_model_dir(args: argparse.Namespace) -> Path:
     return args.scoring_model or Path(EngineInfo.load(args.engine_dir).source_model)
-
-
-def pool_items(merged: MergedRecommendations, pool: dict[int, str], catalog: frozenset[int], bought: Collection[int], exclude_bought: bool):
-    """Generated items first (their source and chain rank kept), then the pool's other catalog items."""
-    items = {item.item_id: (item, GENERATED) for item in merged.items}
-    for item_id, source in pool.items():
-        if item_id not in items and item_id in catalog and not (exclude_bought and item_id in bought):
-            items[item_id] = (None, source)
-    return items
-
-
-def ranked_by_likelihood(scorer: LikelihoodScorer, prefix: str, items: dict, max_items: int | None) -> list[tuple]:
-    """(item_id, score, chains_with_item, chain_rank, source) by the model's log-likelihood, best first."""
-    item_ids = list(items)
-    scores = scorer.score(prefix, item_ids)
-    order = sorted(range(len(item_ids)), key=lambda i: (-scores[i], item_ids[i]))[:max_items]
-    rows = []
-    for index in order:
-        generated, source = items[item_ids[index]]
-        chains = generated.chains_with_item if generated else 0
-        rows.append((item_ids[index], float(scores[index]), chains, generated.rank if generated else None, source))
-    return rows
 
 
 def chunks(users: Users, size: int) -> Iterator[tuple[int, Users]]:
@@ -241,14 +161,6 @@ def generate_recommendations(
             f"valid-id rate {progress.counts.valid_id_rate:.3f}"
         )
     return columns, progress
-
-
-def write_atomically(columns: dict[str, list], path: Path) -> None:
-    """Write next to the target and rename: readers see the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    pq.write_table(pa.table(columns, schema=OUTPUT_SCHEMA), partial)
-    os.replace(partial, path)
 
 
 def run(args: argparse.Namespace, context: PipesContext | ConsoleContext) -> dict:

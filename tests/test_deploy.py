@@ -28,7 +28,8 @@ from referencing.jsonschema import DRAFT7
 
 from resources import settings
 from resources.artifacts import ArtifactStore
-from resources.gpu_jobs import ARTIFACTS_VOLUME, SHM_VOLUME, GpuJobRunner, gpu_job_runner, gpu_pod_meta
+from resources.gpu_jobs import GpuJobRunner, gpu_job_runner
+from resources.pod_spec import ARTIFACTS_VOLUME, SHM_VOLUME, gpu_pod_meta
 
 DEPLOY = settings.PROJECT_DIR / "deploy"
 CHART_SCHEMA = Path(__file__).parent / "schemas" / "dagster_chart_values.schema.json"

@@ -14,9 +14,11 @@ import dagster as dg
 import kubernetes
 import pytest
 
-from recsys_assets.model.assets import ID_TOKENIZER, PROMPT_DATASET, fine_tuned_model
+from recsys_assets.keys import ID_TOKENIZER, PROMPT_DATASET
+from recsys_assets.model.assets import fine_tuned_model
 from resources.artifacts import ArtifactStore
-from resources.gpu_jobs import GpuJobRunner, KubernetesSettings, StepSettings, Toleration, gpu_job_runner
+from resources.gpu_jobs import GpuJobRunner, gpu_job_runner
+from resources.gpu_steps import KubernetesSettings, StepSettings, Toleration
 
 # ---------------------------------------------------------------- schema
 

@@ -23,7 +23,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from gpu_jobs.generate import read_users
+from gpu_jobs.generation_files import read_users
 from gpu_jobs.inference.backends import (
     CTranslate2Backend,
     TensorRTLLMBackend,

@@ -22,11 +22,13 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from gpu_jobs.encoding import IGNORE, encode
 from gpu_jobs.modeling import base_model, parameter_counts, with_lora
 from gpu_jobs.prompt_format import generation_prefix, parse_item_ids
-from gpu_jobs.train import IGNORE, encode, evaluate
 from gpu_jobs.train_config import TrainingConfig, model_version
-from recsys_assets.model.assets import ID_TOKENIZER, PROMPT_DATASET, FineTuneConfig, fine_tuned_model
+from gpu_jobs.training_loop import evaluate
+from recsys_assets.keys import ID_TOKENIZER, PROMPT_DATASET
+from recsys_assets.model.assets import FineTuneConfig, fine_tuned_model
 from resources.artifacts import ArtifactStore
 from resources.gpu_jobs import GpuJobRunner
 from synthetic_marketplace.generator import generate

@@ -7,7 +7,7 @@ confused with a longer id it is a prefix of.
 
 The prompt is run once per user; its KV cache is repeated for the user's candidates, which
 then cost only their own few tokens each (the way LLM re-rankers score a candidate set).
-Ids are tokenized on their own, as the training completions are (``gpu_jobs.train.encode``).
+Ids are tokenized on their own, as the training completions are (``gpu_jobs.encoding.encode``).
 The same code runs on a GPU (production) and on the CPU with a tiny model.
 """
 

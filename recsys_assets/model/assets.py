@@ -5,73 +5,67 @@ The asset only decides *what* to train (inputs, settings); gpu_jobs/train.py tra
 reports its materialization (model version, path, losses, throughput) back through pipes.
 """
 
-import os
-from dataclasses import fields
+from dataclasses import Field, fields
 from pathlib import Path
+from typing import get_args, get_origin, get_type_hints
 
 import dagster as dg
+import pydantic
 
 from gpu_jobs.train_config import TINY_LLAMA, TRAINING_CODE_VERSION, TrainingConfig
+from recsys_assets.keys import FINE_TUNED_MODEL, ID_TOKENIZER, PROMPT_DATASET
 from recsys_assets.metadata import duration, rounded
+from resources import settings
 from resources.artifacts import latest_artifact
 from resources.gpu_jobs import GpuJobRunner
 
-PROMPT_DATASET = dg.AssetKey(["llm_data", "prompt_dataset"])
-ID_TOKENIZER = dg.AssetKey(["llm_data", "id_tokenizer"])
-FINE_TUNED_MODEL = dg.AssetKey(["model", "fine_tuned_model"])
 # Llama architecture, because TensorRT-LLM's PyTorch backend serves Llama and not OPT;
 # 135M parameters, near the reference system's 125M OPT.
 PRODUCTION_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M"
-BASE_MODEL_ENV = "RECSYS_BASE_MODEL"
-_DEFAULT = TrainingConfig()
 
 
-class FineTuneConfig(dg.Config):
-    base_model: str = ""
-    """"tiny-llama" (a small Llama built from the tiny_* dims), or a local path / hub id of a causal LM.
-    Empty: $RECSYS_BASE_MODEL, else tiny-llama for local GPU jobs and SmolLM2-135M (Llama) on Kubernetes."""
-    tiny_hidden_size: int = _DEFAULT.tiny_hidden_size
-    tiny_layers: int = _DEFAULT.tiny_layers
-    tiny_heads: int = _DEFAULT.tiny_heads
-    tiny_intermediate_size: int = _DEFAULT.tiny_intermediate_size
-    keep_layers: int = _DEFAULT.keep_layers
-    """Cut a pretrained decoder to its first N layers (the reference cut OPT-125M to 4); 0 keeps all."""
-    lora_r: int = _DEFAULT.lora_r
-    lora_alpha: int = _DEFAULT.lora_alpha
-    lora_dropout: float = _DEFAULT.lora_dropout
-    lora_target_modules: list[str] = list(_DEFAULT.lora_target_modules)
-    """Module names that get LoRA adapters (Llama/Qwen names by default), or ["all-linear"]."""
-    epochs: int = _DEFAULT.epochs
-    max_steps: int = _DEFAULT.max_steps
-    """Stop after this many optimizer steps; 0 lets epochs decide."""
-    learning_rate: float = _DEFAULT.learning_rate
-    warmup_ratio: float = _DEFAULT.warmup_ratio
-    batch_size: int = _DEFAULT.batch_size
-    max_length: int = _DEFAULT.max_length
-    """Longest training sequence in tokens (prompt + target + eos), as in the reference system."""
-    eval_every: int = _DEFAULT.eval_every
-    val_examples: int = _DEFAULT.val_examples
-    precision: str = _DEFAULT.precision
-    """auto (bf16 on GPUs that have it, fp16 on other GPUs, fp32 on CPU), fp32, bf16 or fp16."""
-    seed: int = _DEFAULT.seed
-    gpu_count: int = 0
-    """GPUs for the training pod in Kubernetes mode; 0: the train step's gpu_count in deploy/gpu-steps.yaml."""
-    dataset_path: str = ""
-    """Train on this prompt dataset folder instead of the latest llm_data/prompt_dataset."""
-    tokenizer_path: str = ""
-    """Use this tokenizer folder instead of the latest llm_data/id_tokenizer."""
+_TRAINING_TYPES = get_type_hints(TrainingConfig)
+
+
+def _run_config_field(field: Field) -> tuple:
+    """A TrainingConfig field as a run config field: the same name, default and description."""
+    annotation, default = _TRAINING_TYPES[field.name], field.default
+    if get_origin(annotation) is tuple:  # run config has lists, not tuples
+        annotation, default = list[get_args(annotation)[0]], list(default)
+    return annotation, pydantic.Field(default=default, description=field.metadata["doc"])
+
+
+# Built from the dataclass: a training setting, its default and its description are written
+# once, in gpu_jobs/train_config.py, and reach the launchpad from there.
+TrainingRunConfig = pydantic.create_model(
+    "TrainingRunConfig", __base__=dg.Config, **{field.name: _run_config_field(field) for field in fields(TrainingConfig)}
+)
+
+
+class FineTuneConfig(TrainingRunConfig):
+    """Every TrainingConfig setting, plus what only the orchestrator decides: the base model's
+    default per deployment, the pod's GPU count and the input folders."""
+
+    base_model: str = pydantic.Field(
+        default="",
+        description='"tiny-llama" (a small Llama built from the tiny_* dims), or a local path / hub id of a causal LM. '
+        "Empty: $RECSYS_BASE_MODEL, else tiny-llama for local GPU jobs and SmolLM2-135M (Llama) on Kubernetes.",
+    )
+    gpu_count: int = pydantic.Field(
+        default=0, description="GPUs for the training pod in Kubernetes mode; 0: the train step's gpu_count in deploy/gpu-steps.yaml."
+    )
+    dataset_path: str = pydantic.Field(default="", description="Train on this prompt dataset folder instead of the latest llm_data/prompt_dataset.")
+    tokenizer_path: str = pydantic.Field(default="", description="Use this tokenizer folder instead of the latest llm_data/id_tokenizer.")
 
     def training(self, gpu_mode: str) -> TrainingConfig:
-        values = self.model_dump(include={field.name for field in fields(TrainingConfig)})
-        values["lora_target_modules"] = tuple(values["lora_target_modules"])
+        values = self.model_dump(include={f.name for f in fields(TrainingConfig)})
+        values = {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
         values["base_model"] = self.base_model or default_base_model(gpu_mode)
         return TrainingConfig(**values)
 
 
 def default_base_model(gpu_mode: str) -> str:
-    if BASE_MODEL_ENV in os.environ:
-        return os.environ[BASE_MODEL_ENV]
-    return PRODUCTION_BASE_MODEL if gpu_mode == "kubernetes" else TINY_LLAMA
+    return settings.base_model() or (PRODUCTION_BASE_MODEL if gpu_mode == "kubernetes" else TINY_LLAMA)
 
 
 # The settings a person compares between two models, shown as a table on the model's page.
