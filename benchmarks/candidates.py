@@ -30,7 +30,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from recsys_assets.candidates.steps import StepReport  # noqa: E402  (needs the project on sys.path)
+from recsys_assets.candidates.report import StepReport  # noqa: E402  (needs the project on sys.path)
 
 RESULT_PREFIX = "RESULT "
 
@@ -130,7 +130,7 @@ def run_scale(users: int, args: argparse.Namespace) -> None:
     import duckdb
 
     from recsys_assets.candidates import steps
-    from recsys_assets.candidates.assets import (
+    from recsys_assets.candidates.config import (
         InterestClustersConfig,
         ItemVectorsConfig,
         NeighboursConfig,

@@ -98,32 +98,32 @@ def measure(users: int, engine: str, step: str, action: Callable[[], object]) ->
 
 def candidate_layer(engine_steps, conn) -> list[tuple[str, Callable[[], object]]]:
     """Every step in graph order with the assets' default configs."""
-    from recsys_assets.candidates import assets
+    from recsys_assets.candidates import config
 
-    neighbours = assets.NeighboursConfig().model_dump()
+    neighbours = config.NeighboursConfig().model_dump()
     return [
-        ("item_vectors", lambda: engine_steps.item_vectors(conn, **assets.ItemVectorsConfig().model_dump())),
-        ("user_vectors", lambda: engine_steps.user_vectors(conn, **assets.UserVectorsConfig().model_dump())),
-        ("interest_clusters", lambda: engine_steps.interest_clusters(conn, **assets.InterestClustersConfig().model_dump())),
-        ("user_interest_clusters", lambda: engine_steps.user_interest_clusters(conn, **assets.UserInterestClustersConfig().model_dump())),
-        ("user_cluster_candidates", lambda: engine_steps.user_cluster_candidates(conn, **assets.UserClusterCandidatesConfig().model_dump())),
+        ("item_vectors", lambda: engine_steps.item_vectors(conn, **config.ItemVectorsConfig().model_dump())),
+        ("user_vectors", lambda: engine_steps.user_vectors(conn, **config.UserVectorsConfig().model_dump())),
+        ("interest_clusters", lambda: engine_steps.interest_clusters(conn, **config.InterestClustersConfig().model_dump())),
+        ("user_interest_clusters", lambda: engine_steps.user_interest_clusters(conn, **config.UserInterestClustersConfig().model_dump())),
+        ("user_cluster_candidates", lambda: engine_steps.user_cluster_candidates(conn, **config.UserClusterCandidatesConfig().model_dump())),
         ("similar_items", lambda: engine_steps.similar_items(conn, **neighbours)),
         ("similar_users", lambda: engine_steps.similar_users(conn, **neighbours)),
     ]
 
 
 def engine_steps(engine: str, args: argparse.Namespace):
-    if engine == "sklearn":
-        from recsys_assets.candidates import steps
+    from resources.artifacts import ArtifactStore
+    from resources.candidate_engine import CandidateEngine
 
-        return steps
-    from recsys_assets.candidates import spark
+    if engine == "sklearn":
+        return CandidateEngine(engine=engine, artifacts=ArtifactStore()).steps()
     from resources.spark import spark_resource
 
     overrides = {"spark.master": args.spark_master, "spark.driver.memory": args.spark_driver_memory, "spark.ui.enabled": "false"}
-    session = spark_resource(overrides).spark_session  # started here, outside the timed steps
-    session.sparkContext.setLogLevel("ERROR")
-    return spark
+    spark = spark_resource(overrides)
+    spark.spark_session.sparkContext.setLogLevel("ERROR")  # started here, outside the timed steps
+    return CandidateEngine(engine=engine, artifacts=ArtifactStore(), spark=spark).steps()
 
 
 def run_scale(users: int, args: argparse.Namespace) -> None:

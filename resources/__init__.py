@@ -2,6 +2,7 @@
 
 from resources import settings
 from resources.artifacts import ArtifactStore
+from resources.candidate_engine import candidate_engine_resource
 from resources.dbt import dbt_resource
 from resources.generation import GenerationSettings
 from resources.gpu_jobs import gpu_job_runner
@@ -21,6 +22,7 @@ def default_resources() -> dict:
         "dbt": dbt_resource(warehouse.database),
         "artifacts": artifacts,
         "gpu_jobs": gpu_job_runner(artifacts),  # RECSYS_GPU_MODE: local subprocess or Kubernetes pod
+        "candidate_engine": candidate_engine_resource(artifacts),  # RECSYS_CANDIDATE_ENGINE: sklearn or spark
         "splits": EvaluationSplit(),
         "generation": GenerationSettings(),  # one setting for the product's lists and their evaluation
         "notifier": notifier_resource(),

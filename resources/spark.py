@@ -3,10 +3,11 @@
 dbt on Spark does not go through here: its profile (dbt_project/profiles.yml, output
 ``spark``) opens its own session or connects to a Thrift server.
 
-The session is described by the environment so that the same code runs on a laptop
-(``local[*]``), in tests (``local[2]``) and against a cluster (``spark://...``, ``k8s://...``,
-``yarn``) without edits. The resource is dagster-pyspark's lazy one: the JVM starts (about
-15 s) only when a Spark step runs, never when the code location loads.
+The session is described by the environment (``settings.spark_properties``: RECSYS_SPARK_*)
+so that the same code runs on a laptop (``local[*]``), in tests (``local[2]``) and against a
+cluster (``spark://...``, ``k8s://...``, ``yarn``) without edits. The resource is
+dagster-pyspark's lazy one: the JVM starts (about 15 s) only when a Spark step runs, never
+when the code location loads.
 """
 
 from __future__ import annotations
@@ -20,20 +21,17 @@ from resources import settings
 
 
 def spark_config() -> dict[str, str]:
-    """Spark properties from the environment (RECSYS_SPARK_*), with local-mode defaults."""
+    """The environment's Spark properties (master, driver memory, shuffle partitions, warehouse dir) and the fixed ones."""
     return {
-        "spark.master": os.environ.get("RECSYS_SPARK_MASTER", "local[*]"),
         "spark.app.name": "recsys-platform",
-        # Only honoured when the session starts the JVM (local mode); a cluster sets its own.
-        "spark.driver.memory": os.environ.get("RECSYS_SPARK_DRIVER_MEMORY", "4g"),
-        # Spark's default of 200 shuffle partitions turns every small shuffle into 200 tasks;
-        # adaptive execution still coalesces or splits from this starting point.
-        "spark.sql.shuffle.partitions": os.environ.get("RECSYS_SPARK_SHUFFLE_PARTITIONS", "16"),
+        # spark.driver.memory is only honoured when the session starts the JVM (local mode); a
+        # cluster sets its own. Spark's default of 200 shuffle partitions turns every small
+        # shuffle into 200 tasks; adaptive execution still coalesces or splits from the setting.
+        **settings.spark_properties(),
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Timestamps from the warehouse carry no zone: read and compare them as UTC wall time.
         "spark.sql.session.timeZone": "UTC",
-        "spark.sql.warehouse.dir": os.environ.get("RECSYS_SPARK_WAREHOUSE", str(settings.recsys_home() / "spark-warehouse")),
         "spark.ui.showConsoleProgress": "false",
     }
 

@@ -11,14 +11,11 @@ import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from recsys_assets.candidates import compute
-from recsys_assets.candidates.assets import (
-    InterestClustersConfig,
-    NeighboursConfig,
-    candidate_assets,
-    candidate_checks,
-)
-from recsys_assets.candidates.steps import SIMILAR_ITEMS, TABLES, USER_VECTORS, read_vectors
+from recsys_assets.candidates import compute, top_k_search
+from recsys_assets.candidates.assets import candidate_assets, candidate_checks
+from recsys_assets.candidates.config import InterestClustersConfig, NeighboursConfig
+from recsys_assets.candidates.tables import SIMILAR_ITEMS, TABLES, USER_VECTORS
+from recsys_assets.candidates.warehouse_io import read_vectors
 from resources.splits import EvaluationSplit
 
 CLUSTERS = 24
@@ -151,16 +148,16 @@ def test_approximate_search_is_exact_when_every_list_is_probed(featured_platform
     with duckdb.connect(str(featured_platform.warehouse), read_only=True) as conn:
         _, vectors, _ = read_vectors(conn, USER_VECTORS)
     rows = np.arange(len(vectors))
-    exact = compute.exact_similar(vectors, rows, 20)
-    lists = compute.search_lists(vectors, list_size=100, probes=1_000, seed=0)
+    exact = top_k_search.exact_similar(vectors, rows, 20)
+    lists = top_k_search.search_lists(vectors, list_size=100, probes=1_000, seed=0)
     assert lists.count > 1
-    found = compute.similar(vectors, 20, lists)
+    found = top_k_search.similar(vectors, 20, lists)
     # Same neighbour scores everywhere; ids may differ only among equal scores (users with
     # identical histories have identical vectors).
     np.testing.assert_allclose(found.scores, exact.scores, rtol=0, atol=1e-6)
-    assert compute.recall(found, exact) > 0.999
-    fewer = compute.search_lists(vectors, list_size=100, probes=1, seed=0)
-    assert compute.recall(compute.similar(vectors, 20, fewer), exact) < 1.0
+    assert top_k_search.recall(found, exact) > 0.999
+    fewer = top_k_search.search_lists(vectors, list_size=100, probes=1, seed=0)
+    assert top_k_search.recall(top_k_search.similar(vectors, 20, fewer), exact) < 1.0
 
 
 def test_rerun_replaces_the_table(layer, featured_platform):

@@ -7,6 +7,7 @@ for both with the same threshold.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +20,10 @@ import pandas as pd
 import pytest
 
 from recsys_assets.candidates import assets, steps
+from recsys_assets.candidates.config import NeighboursConfig
+from recsys_assets.candidates.tables import TABLES
+from resources.artifacts import ArtifactStore
+from resources.candidate_engine import CandidateEngine, candidate_engine_resource
 from resources.splits import EvaluationSplit
 from resources.warehouse import warehouse_resource
 from tests.spark_session import spark  # noqa: F401  (the session-scoped SparkSession fixture)
@@ -28,25 +33,22 @@ pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully suppo
 ENGINES = ("sklearn", "spark")
 # Fewer users than the default search list size would make every search exact: small lists
 # run the inverted-file search (k-means lists, probes, recall) on this marketplace too.
-NEIGHBOURS = assets.NeighboursConfig(search_list_size=200).model_dump()
+NEIGHBOURS = NeighboursConfig(search_list_size=200).model_dump()
 
 
-def materialize_candidates(engine_steps, warehouse: Path) -> dict[str, dict]:
-    """Every candidate asset and check, run by Dagster on ``engine_steps``; metadata per table.
+def materialize_candidates(candidate_engine: CandidateEngine, warehouse: Path) -> dict[str, dict]:
+    """Every candidate asset and check, run by Dagster on ``candidate_engine``; metadata per table.
 
-    The assets call the module-level ``steps`` of assets.py, which RECSYS_CANDIDATE_ENGINE sets
-    at import; patching it runs the very same asset code on the other engine in this process.
+    The engine is a resource: the very same asset code runs on either engine in this process.
     """
     search = {"config": NEIGHBOURS}
     run_config = {"ops": {"candidates__similar_items": search, "candidates__similar_users": search}}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(assets, "steps", engine_steps)
-        result = dg.materialize(
-            [*assets.candidate_assets, *assets.candidate_checks],
-            resources={"warehouse": warehouse_resource(str(warehouse)), "splits": EvaluationSplit()},
-            run_config=run_config,
-            instance=dg.DagsterInstance.ephemeral(),
-        )
+    result = dg.materialize(
+        [*assets.candidate_assets, *assets.candidate_checks],
+        resources={"warehouse": warehouse_resource(str(warehouse)), "splits": EvaluationSplit(), "candidate_engine": candidate_engine},
+        run_config=run_config,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     assert result.success
     failed = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
     assert not failed, failed
@@ -59,17 +61,19 @@ def materialize_candidates(engine_steps, warehouse: Path) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def engines(featured_platform, spark, tmp_path_factory) -> dict[str, tuple[Path, dict[str, dict]]]:  # noqa: F811
     """engine -> (its warehouse copy, the materialization metadata of every candidate table)."""
-    from recsys_assets.candidates import spark as spark_steps
+    from resources.spark import spark_resource
 
     results = {}
-    for engine, engine_steps in (("sklearn", steps), ("spark", spark_steps)):
+    for engine in ENGINES:
         home = tmp_path_factory.mktemp(f"candidates-{engine}")
         warehouse = home / "warehouse.duckdb"
         shutil.copy(featured_platform.warehouse, warehouse)
-        # The Spark steps keep their Parquet in the artifact store under RECSYS_HOME.
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("RECSYS_HOME", str(home))
-            results[engine] = (warehouse, materialize_candidates(engine_steps, warehouse))
+        # The Spark steps keep their Parquet in this artifact store; their session is the
+        # fixture's (the resource's getOrCreate finds it).
+        candidate_engine = CandidateEngine(
+            engine=engine, artifacts=ArtifactStore(root=str(home / "artifacts")), spark=spark_resource() if engine == "spark" else None
+        )
+        results[engine] = (warehouse, materialize_candidates(candidate_engine, warehouse))
     return results
 
 
@@ -87,7 +91,7 @@ def query(warehouse: Path, sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_both_engines_write_every_table_with_the_same_columns(engines):
-    for spec in steps.TABLES:
+    for spec in TABLES:
         shapes = {}
         for engine in ENGINES:
             warehouse, metadata = engines[engine]
@@ -177,11 +181,15 @@ def test_cluster_candidates_are_new_items_in_the_users_categories(engines, truth
 
 
 def test_engine_is_chosen_by_configuration():
-    """RECSYS_CANDIDATE_ENGINE=spark swaps the steps behind the same asset keys (a fresh process: it is read at import)."""
-    assert assets.steps is steps and "scikit-learn" in assets.KINDS  # this process: the default
-    script = "from recsys_assets.candidates import assets; print(assets.steps.__name__, [a.key.to_user_string() for a in assets.candidate_assets])"
+    """RECSYS_CANDIDATE_ENGINE=spark binds the Spark engine behind the same asset keys (a fresh process: the kinds are fixed at import)."""
+    assert candidate_engine_resource(ArtifactStore()).steps() is steps and "scikit-learn" in assets.KINDS  # this process: the default
+    script = (
+        "import json; from recsys_assets.candidates import assets; from resources.artifacts import ArtifactStore; "
+        "from resources.candidate_engine import candidate_engine_resource; engine = candidate_engine_resource(ArtifactStore()); "
+        "print(json.dumps([engine.engine, engine.spark is not None, sorted(assets.KINDS), [a.key.to_user_string() for a in assets.candidate_assets]]))"
+    )
     environment = {**os.environ, "RECSYS_CANDIDATE_ENGINE": "spark"}
     output = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, check=True).stdout
-    module, keys = output.split(" ", 1)
-    assert module == "recsys_assets.candidates.spark"
-    assert keys.strip() == str([a.key.to_user_string() for a in assets.candidate_assets])
+    engine, has_spark, kinds, keys = json.loads(output.strip().splitlines()[-1])
+    assert engine == "spark" and has_spark and "spark" in kinds
+    assert keys == [a.key.to_user_string() for a in assets.candidate_assets]

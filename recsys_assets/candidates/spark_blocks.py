@@ -1,11 +1,11 @@
-"""The numpy side of the Spark engine (spark.py): the functions Spark's Python workers run.
+"""The numpy side of the Spark engine (spark_frames.py): the functions Spark's Python workers run.
 
 Each returns a function for ``mapInPandas`` or a cogrouped ``applyInPandas`` that scores one
-batch or one block of rows with compute.py, so both engines score, exclude and rank alike.
+batch or one block of rows with top_k_search.py, so both engines score, exclude and rank alike.
 
-Kept apart from spark.py on purpose: a worker imports the module its functions come from,
-and this one needs only numpy, pandas, scipy and compute.py (about a second), where spark.py
-would pull in Dagster, DuckDB and the warehouse steps in every worker process.
+Kept apart from the Spark modules on purpose: a worker imports the module its functions come
+from, and this one needs only numpy, pandas, scipy and top_k_search.py (about a second), where
+spark.py would pull in DuckDB, the warehouse I/O and the resources in every worker process.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys_assets.candidates import compute
+from recsys_assets.candidates import compute, top_k_search
 
 # What every search returns before ranking: (query, base row, cosine, block it was found in).
 FOUND_SCHEMA = "query_id long, base_id long, score float, block int"
@@ -50,10 +50,10 @@ def exclusion_matrix(excluded: pd.Series, base_ids: np.ndarray) -> sp.csr_matrix
     return sp.csr_matrix((np.ones(inside.sum(), dtype=np.int8), (rows[inside], columns[inside])), shape=(len(lists), len(base_ids)))
 
 
-def top_k(queries: np.ndarray, base: np.ndarray, k: int, excluded: sp.csr_matrix) -> compute.TopK:
-    """Exact top-k of base rows per query (one block) with compute.blocked_top_k."""
+def top_k(queries: np.ndarray, base: np.ndarray, k: int, excluded: sp.csr_matrix) -> top_k_search.TopK:
+    """Exact top-k of base rows per query (one block) with top_k_search.blocked_top_k."""
     one_block = np.zeros(len(queries), dtype=np.int64), np.zeros(len(base), dtype=np.int64)
-    return compute.blocked_top_k(queries, one_block[0], base, one_block[1], k, excluded)
+    return top_k_search.blocked_top_k(queries, one_block[0], base, one_block[1], k, excluded)
 
 
 def block_search(k: int) -> Callable[[tuple, pd.DataFrame, pd.DataFrame], pd.DataFrame]:
@@ -94,7 +94,7 @@ def centroid_search(key: str, centroids: np.ndarray, top: int) -> Callable[[Iter
 
     def search(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            row, rank, centroid, score = compute.nearest_clusters(to_matrix(batch["vector"]), centroids, top).as_rows()
+            row, rank, centroid, score = top_k_search.nearest_clusters(to_matrix(batch["vector"]), centroids, top).as_rows()
             yield pd.DataFrame(
                 {key: batch[key].to_numpy()[row], "rank": rank, "centroid": centroid.astype(np.int32), "score": score}
             )
