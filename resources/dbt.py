@@ -24,6 +24,7 @@ dbt_project = DbtProject(
     target=settings.dbt_target(),
 )
 dbt_project.prepare_if_dev()
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 # The team that owns each dbt schema; the schema is also the Dagster group (staging
@@ -78,6 +79,25 @@ def _schema(dbt_resource_props: Mapping[str, Any]) -> str:
     return dbt_resource_props["config"].get("schema") or "main"
 
 
+def stream_build(dbt: DbtCliResource, context: dg.AssetExecutionContext, args: list[str]):
+    """``dbt build`` with ``args``, streamed as Dagster events; keeps its parse for the next invocation.
+
+    dagster-dbt seeds every invocation with ``$DBT_TARGET_PATH/partial_parse.msgpack``. The one
+    ``make install`` wrote was parsed against another warehouse path, and dbt reparses the whole
+    project when the profile differs (seconds per invocation): each build leaves its own parse
+    there, so the next one in the same state folder only rereads what changed.
+    """
+    invocation = dbt.cli(["build", *args], context=context)
+    yield from invocation.stream()
+    parsed = invocation.target_path / PARTIAL_PARSE  # absolute: dbt_resource sets an absolute DBT_TARGET_PATH
+    # A parse with --vars is one only a build with the same vars could reuse: the daily build's is not kept.
+    if parsed.exists() and "--vars" not in args:
+        kept = invocation.target_path.parent / PARTIAL_PARSE
+        partial = kept.with_name(f"{PARTIAL_PARSE}.{os.getpid()}.tmp")
+        shutil.copy(parsed, partial)
+        partial.replace(kept)  # atomic: two builds at once never leave half a file
+
+
 # Code references: every dbt asset's page links to its .sql file.
 translator = RecsysDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_code_references=True))
 
@@ -86,6 +106,10 @@ def dbt_resource(warehouse_path: str) -> DbtCliResource:
     # dbt takes the warehouse path from its profile, which reads the environment: export the
     # path the warehouse resource uses so both always write to the same file.
     os.environ["RECSYS_WAREHOUSE"] = warehouse_path
+    # Each invocation's artifacts go to a folder of its own under the platform's state, not the
+    # source tree. The warehouse path is part of dbt's profile, so a parse kept per state folder
+    # is one dbt can reuse (partial parsing): see stream_build.
+    os.environ["DBT_TARGET_PATH"] = str(Path(warehouse_path).parent / "dbt-target")
     # dbt is installed beside this interpreter; a shell without the venv activated still finds it.
     executable = shutil.which("dbt") or str(Path(sys.executable).parent / "dbt")
     return DbtCliResource(project_dir=dbt_project, target=settings.dbt_target(), dbt_executable=executable)

@@ -20,7 +20,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from partitions import daily_partitions
-from resources.dbt import dbt_project, translator
+from resources.dbt import dbt_project, stream_build, translator
 from resources.warehouse import WAREHOUSE_POOL, Warehouse
 
 
@@ -41,7 +41,7 @@ def dbt_daily_purchases(context: dg.AssetExecutionContext, dbt: DbtCliResource, 
     days = {"min_date": window.start.date().isoformat(), "max_date": (window.end - timedelta(days=1)).date().isoformat()}
     context.log.info(f"dbt build for days {days['min_date']} .. {days['max_date']}")
     with warehouse.lock_for_dbt(dbt.target):
-        yield from dbt.cli(["build", "--vars", json.dumps(days)], context=context).stream()
+        yield from stream_build(dbt, context, ["--vars", json.dumps(days)])
 
 
 def dbt_build_step(name: str, select: str, exclude: str | None = None) -> dg.AssetsDefinition:
@@ -58,7 +58,7 @@ def dbt_build_step(name: str, select: str, exclude: str | None = None) -> dg.Ass
     )
     def step(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
         with warehouse.lock_for_dbt(dbt.target):
-            yield from dbt.cli(["build"], context=context).stream()
+            yield from stream_build(dbt, context, [])
 
     return step
 
