@@ -11,8 +11,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from recsys_assets.candidates.assets import CHECKS, build_check
-from recsys_assets.candidates.steps import TABLES
+from recsys_assets.candidates.checks import CHECKS, build_check
+from recsys_assets.candidates.tables import TABLES
 from recsys_assets.evaluation.assets import with_generated_valid_id_rate
 from recsys_assets.evaluation.checks import baseline_lists_check
 from recsys_assets.llm_data.checks import leakage_check, round_trip_check, template_check, token_budget_check

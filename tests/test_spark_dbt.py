@@ -99,15 +99,15 @@ def test_user_and_item_features_match_duckdb(spark_features, featured_platform, 
     assert difference.max() <= 1.5 / len(duck) and (difference < 1e-9).mean() > 0.99
 
 
-def test_spark_candidate_engine_reads_purchases_from_spark_when_dbt_runs_there(spark_features, featured_platform, spark, monkeypatch, tmp_path):  # noqa: F811
-    from recsys_assets.candidates.spark import window_purchases
+def test_spark_candidate_engine_reads_purchases_from_spark_when_dbt_runs_there(spark_features, featured_platform, spark, tmp_path):  # noqa: F811
+    from recsys_assets.candidates.spark_io import SparkTables
+    from resources.artifacts import ArtifactStore
 
-    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))  # the warehouse export goes to the artifact store
     windows = {}
     for target in ("duckdb", "spark"):
-        monkeypatch.setenv("RECSYS_DBT_TARGET", target)
+        tables = SparkTables(spark, ArtifactStore(root=str(tmp_path)), target)  # the warehouse export goes to the artifact store
         with duckdb.connect(str(featured_platform.warehouse), read_only=True) as conn:
-            frame, window = window_purchases(spark, conn, 30)
+            frame, window = tables.window_purchases(conn, 30)
             windows[target] = (frame.count(), frame.agg({"age_days": "sum"}).first()[0], window)
     assert windows["spark"][0] == windows["duckdb"][0] > 0
     assert windows["spark"][1] == pytest.approx(windows["duckdb"][1])
