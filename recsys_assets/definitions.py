@@ -6,6 +6,7 @@ from recsys_assets.automation import automation_sensors, with_layer_policies
 from recsys_assets.candidates.assets import candidate_assets, candidate_checks
 from recsys_assets.evaluation.assets import evaluation_assets
 from recsys_assets.evaluation.experiments import experiment_studies
+from recsys_assets.evaluation.llm_test_recommendations import llm_test_recommendations
 from recsys_assets.evaluation.promotion import model_promotion
 from recsys_assets.features.assets import feature_assets
 from recsys_assets.ingest.assets import ingest_assets
@@ -13,14 +14,15 @@ from recsys_assets.jobs import jobs
 from recsys_assets.llm_data.assets import llm_data_assets
 from recsys_assets.marts.assets import marts_for
 from recsys_assets.model.assets import model_assets
+from recsys_assets.model.inference_engine import inference_engine
 from recsys_assets.sensors import operations_sensors
-from recsys_assets.serving.assets import serving_assets
-from recsys_assets.shards import shard_assets
+from recsys_assets.serving.assets import user_recommendations
+from recsys_assets.serving.shard_users import shard_users
 from resources import default_resources
 
 layers = [
-    *ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *model_assets, *shard_assets, *serving_assets,
-    *evaluation_assets, model_promotion, experiment_studies,
+    *ingest_assets, *feature_assets, *llm_data_assets, *candidate_assets, *model_assets, inference_engine,
+    shard_users, user_recommendations, llm_test_recommendations, *evaluation_assets, model_promotion, experiment_studies,
 ]  # fmt: skip
 # The marts read serving/user_recommendations: they join the graph when a layer above produces it.
 marts_assets, marts_checks = marts_for(layers)

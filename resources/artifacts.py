@@ -5,6 +5,7 @@ volume mounted into the orchestrator and the GPU pods (see deploy/), so a GPU jo
 and writes exactly what the assets see.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -32,17 +33,33 @@ class ArtifactStore(dg.ConfigurableResource):
         return target
 
 
+@dataclass(frozen=True)
+class Materialization:
+    timestamp: float
+    """When it was recorded (seconds since the epoch)."""
+    metadata: dict
+    """Its metadata as plain values."""
+
+
+def latest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey) -> Materialization | None:
+    """The newest materialization of ``key``; None before the first."""
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return None
+    return Materialization(event.timestamp, {name: value.value for name, value in event.asset_materialization.metadata.items()})
+
+
 def latest_artifact(instance: dg.DagsterInstance, key: dg.AssetKey) -> Path:
     """The artifact path recorded by the newest materialization of ``key``."""
-    event = instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None or "path" not in event.asset_materialization.metadata:
+    latest = latest_materialization(instance, key)
+    if latest is None or "path" not in latest.metadata:
         raise FileNotFoundError(f"{key.to_user_string()} has no materialization with an artifact path: materialize it first.")
-    return Path(event.asset_materialization.metadata["path"].value)
+    return Path(latest.metadata["path"])
 
 
 def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
     """The newest materialization's metadata of ``key``, as plain values."""
-    event = instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
+    latest = latest_materialization(instance, key)
+    if latest is None:
         raise FileNotFoundError(f"{key.to_user_string()} has not been materialized yet: materialize it first.")
-    return {name: value.value for name, value in event.asset_materialization.metadata.items()}
+    return latest.metadata

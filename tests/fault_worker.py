@@ -4,7 +4,7 @@
 
 Layers are real Dagster materializations on ``$RECSYS_HOME`` (the instance is ``$DAGSTER_HOME``
 when set, else ephemeral), except ``serving_shard``: the serving layer's shard writer
-(``_replace_shard_rows``) at the function level, with the popularity lists a shard serves
+(``replace_shard_rows``) at the function level, with the popularity lists a shard serves
 before a model passes the gate, so the fault test needs no trained model.
 """
 
@@ -50,7 +50,7 @@ def materialize(layer: str, first: str | None, last: str | None) -> None:
 def write_shards(top: int) -> None:
     """Every shard's popularity lists, cut to ``top`` per user, through the serving layer's shard writer."""
     from partitions.user_shards import plan_new_shards
-    from recsys_assets.serving.assets import _replace_shard_rows
+    from recsys_assets.serving.shard_writer import replace_shard_rows
     from resources.warehouse import warehouse_resource
 
     with warehouse_resource().get_connection() as conn:
@@ -67,7 +67,7 @@ def write_shards(top: int) -> None:
                 FROM staging.stg_users u CROSS JOIN popular p WHERE {shard.sql_filter("u.user_id")}
                 """
             ).df()
-            _replace_shard_rows(conn, lists, shard.sql_filter(), "fallback:global_popularity")
+            replace_shard_rows(conn, lists, shard.sql_filter(), "fallback:global_popularity")
 
 
 def main() -> None:

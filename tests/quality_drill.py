@@ -20,7 +20,7 @@ import pandas as pd
 
 from gpu_jobs.prompt_format import format_item_ids
 from partitions import user_shards
-from recsys_assets.evaluation.promotion import MODEL_PROMOTION
+from recsys_assets.keys import MODEL_PROMOTION
 from resources.artifacts import latest_artifact, latest_metadata
 
 PROMPT_DATASET = dg.AssetKey(["llm_data", "prompt_dataset"])

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from recsys_assets.evaluation import baselines, baselines_ials, baselines_repeat, baselines_sasrec
-from recsys_assets.evaluation.assets import BASELINE_RECOMMENDERS, IalsConfig, SasrecConfig
+from recsys_assets.evaluation.baseline_assets import BASELINE_RECOMMENDERS, IalsConfig, SasrecConfig
 
 CUTOFF = pd.Timestamp("2026-01-10")
 HISTORY_END = CUTOFF + timedelta(days=5)

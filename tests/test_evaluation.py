@@ -12,15 +12,11 @@ import pandas as pd
 import pytest
 
 from recsys_assets.evaluation import baselines
-from recsys_assets.evaluation.assets import (
-    BASELINE_RECOMMENDERS,
-    BASELINES,
-    evaluation_assets,
-    load_baseline_inputs,
-    recommendation_metrics,
-)
+from recsys_assets.evaluation.assets import evaluation_assets, recommendation_metrics
+from recsys_assets.evaluation.baseline_assets import BASELINE_RECOMMENDERS, BASELINES
 from recsys_assets.evaluation.checks import BASELINE_LISTS, BEATS_POPULARITY, beats_popularity
 from recsys_assets.evaluation.experiments import STUDY_METRICS, ExperimentsConfig, study_markdown, study_tables
+from recsys_assets.evaluation.inputs import load_baseline_inputs
 from recsys_assets.evaluation.tables import METRICS, RECOMMENDATIONS, write_recommendations
 from resources.artifacts import ArtifactStore
 from resources.splits import EvaluationSplit

@@ -25,7 +25,7 @@ def test_every_user_gets_recommendations_in_the_product_table(main_run):
 
 
 def test_the_llm_and_every_baseline_are_scored(main_run):
-    from recsys_assets.evaluation.assets import BASELINES
+    from recsys_assets.evaluation.baseline_assets import BASELINES
 
     models = {model for (model,) in main_run.query("SELECT DISTINCT model FROM marts.recommendation_metrics")}
     assert models == {"llm", "llm_chains", *(b.key.path[-1].removeprefix("baseline_") for b in BASELINES)}
@@ -41,7 +41,7 @@ def test_the_likelihood_ranking_fills_lists_past_what_the_chains_generate(main_r
 
 
 def test_the_product_table_records_the_promoted_model_version(main_run):
-    from recsys_assets.evaluation.promotion import MODEL_PROMOTION
+    from recsys_assets.keys import MODEL_PROMOTION
     from resources.artifacts import latest_metadata
 
     promotion = latest_metadata(main_run.instance(), MODEL_PROMOTION)

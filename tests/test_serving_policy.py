@@ -3,7 +3,8 @@
 import duckdb
 import pandas as pd
 
-from recsys_assets.serving.assets import llm_test_recommendations, popularity_fallback, user_recommendations
+from recsys_assets.evaluation.llm_test_recommendations import llm_test_recommendations
+from recsys_assets.serving.assets import popularity_fallback, user_recommendations
 from resources.generation import GenerationSettings
 
 

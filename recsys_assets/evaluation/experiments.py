@@ -23,10 +23,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from recsys_assets.evaluation.assets import OWNERS, load_ground_truth
+from recsys_assets.evaluation import OWNERS
+from recsys_assets.evaluation.inputs import load_ground_truth
 from recsys_assets.evaluation.metrics import TrainingStats, evaluate
 from recsys_assets.evaluation.tables import EXPERIMENTS, append_results
-from recsys_assets.llm_data.assets import CANDIDATE_DEPS, FEATURE_DEPS, TOKENIZER_KEY, PromptDatasetConfig, load_market_data
+from recsys_assets.keys import EXPERIMENT_STUDIES, ID_TOKENIZER
+from recsys_assets.llm_data.assets import CANDIDATE_DEPS, FEATURE_DEPS, PromptDatasetConfig, load_market_data
 from recsys_assets.llm_data.dataset import MarketData, build_dataset, reserved_target_tokens
 from recsys_assets.llm_data.targets import PRESETS
 from recsys_assets.model.assets import FineTuneConfig
@@ -36,7 +38,6 @@ from resources.gpu_jobs import GpuJobRunner
 from resources.splits import EvaluationSplit, SplitDates
 from resources.warehouse import Warehouse
 
-EXPERIMENTS_KEY = dg.AssetKey(["evaluation", "experiment_studies"])
 # The columns of the reference's study tables.
 STUDY_METRICS = ["hit_rate", "precision", "recall", "revenue", "top_bias"]
 
@@ -170,11 +171,11 @@ def _evaluated_at() -> datetime:
 
 
 @dg.asset(
-    key=EXPERIMENTS_KEY,
+    key=EXPERIMENT_STUDIES,
     group_name="experiments",  # launched by hand: no automation, not in `recsys run` (automation.py)
     owners=OWNERS,
     kinds={"pytorch", "python"},
-    deps=[TOKENIZER_KEY, *CANDIDATE_DEPS, *FEATURE_DEPS],
+    deps=[ID_TOKENIZER, *CANDIDATE_DEPS, *FEATURE_DEPS],
     # Holds no warehouse pool slot for its hours: it reads the warehouse at the start and
     # writes its results at the end.
     description=(
@@ -196,7 +197,7 @@ def experiment_studies(
 
     started = time.perf_counter()
     paths = StorePaths(artifacts.base, gpu_jobs)
-    tokenizer_dir = latest_artifact(context.instance, TOKENIZER_KEY)
+    tokenizer_dir = latest_artifact(context.instance, ID_TOKENIZER)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
     folder = Path("experiments") / context.run_id
     with warehouse.get_connection() as conn:
@@ -251,6 +252,6 @@ def experiment_studies(
 
 experiments_job = dg.define_asset_job(
     "experiments",
-    selection=[EXPERIMENTS_KEY],
+    selection=[EXPERIMENT_STUDIES],
     description="Target strategy x chain count studies (evaluation/experiment_studies): trains a model per strategy; hours on CPU.",
 )

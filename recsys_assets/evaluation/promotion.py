@@ -14,24 +14,21 @@ serves the most popular items (model version ``fallback:global_popularity``), so
 refused first model leaves product teams with full feeds rather than none.
 """
 
-
 from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 
+from recsys_assets.evaluation import GROUP, OWNERS
 from recsys_assets.evaluation.tables import METRICS
+from recsys_assets.keys import INFERENCE_ENGINE, LLM_TEST_RECOMMENDATIONS, MODEL_PROMOTION, RECOMMENDATION_METRICS
 from recsys_assets.metadata import frame_table
-from resources.artifacts import latest_metadata
+from resources.artifacts import latest_materialization, latest_metadata
 from resources.warehouse import Warehouse
 
 CHALLENGER = "llm"
 SERVING = "llm_serving"
 POPULARITY = "global_popularity"
-MODEL_PROMOTION = dg.AssetKey(["evaluation", "model_promotion"])
-INFERENCE_ENGINE = dg.AssetKey(["model", "inference_engine"])
-METRICS_KEY = dg.AssetKey(["evaluation", "recommendation_metrics"])
-LLM_RECOMMENDATIONS = dg.AssetKey(["evaluation", "llm_test_recommendations"])
 PROMOTED_CHECK = "challenger_promoted"
 # What serving records as its model version before any model has passed the gate.
 FALLBACK_VERSION = "fallback:global_popularity"
@@ -112,11 +109,8 @@ def latest_scores(conn) -> pd.DataFrame:
 
 def promoted_engine_or_none(instance: dg.DagsterInstance) -> dict | None:
     """What serves now: the engine the last promotion left in place (None before the first)."""
-    try:
-        promoted = latest_metadata(instance, MODEL_PROMOTION)
-    except FileNotFoundError:
-        return None
-    return promoted if promoted.get("model_version") else None
+    promoted = latest_materialization(instance, MODEL_PROMOTION)
+    return promoted.metadata if promoted and promoted.metadata.get("model_version") else None
 
 
 def _stale_evaluation(challenger: dict, evaluated: dict, serving: dict | None) -> list[str]:
@@ -148,9 +142,9 @@ def _promotion_metadata(decision: Decision, serves: dict | None, challenger: dic
 
 @dg.asset(
     key=MODEL_PROMOTION,
-    deps=[METRICS_KEY, INFERENCE_ENGINE, LLM_RECOMMENDATIONS],
-    group_name="evaluation",
-    owners=["team:ml"],
+    deps=[RECOMMENDATION_METRICS, INFERENCE_ENGINE, LLM_TEST_RECOMMENDATIONS],
+    group_name=GROUP,
+    owners=OWNERS,
     kinds={"python"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -167,7 +161,7 @@ def _promotion_metadata(decision: Decision, serves: dict | None, challenger: dic
 )
 def model_promotion(context: dg.AssetExecutionContext, config: PromotionConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     challenger = latest_metadata(context.instance, INFERENCE_ENGINE)
-    evaluated = latest_metadata(context.instance, LLM_RECOMMENDATIONS)
+    evaluated = latest_metadata(context.instance, LLM_TEST_RECOMMENDATIONS)
     previous = promoted_engine_or_none(context.instance)
     if previous and previous["model_version"] == challenger["model_version"]:
         decision = Decision(True, [], [f"{challenger['model_version']} already serves"])

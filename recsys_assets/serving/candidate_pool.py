@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from recsys_assets.evaluation.assets import BASELINE_RECOMMENDERS
+from recsys_assets.evaluation.baseline_assets import BASELINE_RECOMMENDERS
 from recsys_assets.evaluation.baselines import BaselineInputs, baseline_inputs
 
 POOL_COLUMNS = ["user_id", "item_id", "source"]

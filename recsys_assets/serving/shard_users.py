@@ -12,9 +12,8 @@ import dagster as dg
 
 from partitions import user_shards
 from partitions.user_shards import shard_range
+from recsys_assets.keys import SHARD_USERS, STG_USERS
 from resources.warehouse import WAREHOUSE_POOL, Warehouse, transaction
-
-STG_USERS = dg.AssetKey(["staging", "stg_users"])
 
 
 def _replace_shard(conn, key: str) -> int:
@@ -30,7 +29,7 @@ def _replace_shard(conn, key: str) -> int:
 
 
 @dg.asset(
-    key=["serving", "shard_users"],
+    key=SHARD_USERS,
     group_name="serving",
     owners=["team:data-platform"],
     kinds={"duckdb", "sql"},
@@ -58,6 +57,3 @@ def shard_users(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
             "seconds": round(time.perf_counter() - started, 2),
         }
     )
-
-
-shard_assets = [shard_users]
