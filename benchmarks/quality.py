@@ -56,7 +56,7 @@ def write_landing(dataset: str, landing: Path, sizes: dict, seed: int) -> date:
         stats = write_public("default", landing, max_users=sizes["users"], seed=0, months=sizes["months"])
         return date.fromisoformat(str(stats["first_day"]))
     from synthetic_marketplace.generator import MarketplaceSpec, generate
-    from synthetic_marketplace.generator import write_landing as write_synthetic
+    from synthetic_marketplace.landing import write_landing as write_synthetic
 
     shape = {} if dataset == "default" else {"shape": dataset}
     spec = MarketplaceSpec(users=sizes["users"], items=sizes["items"], days=sizes["days"], end_date=END_DATE, seed=seed, **shape)
@@ -94,7 +94,7 @@ def run_worker(dataset: str, seed: int, sizes: dict, workdir: Path) -> dict:
     import duckdb
 
     from recsys_assets.definitions import defs
-    from recsys_assets.runner import INFO_LOGS, day_range_tags
+    from recsys_assets.runner import day_range_tags
     from resources.generation import GenerationSettings, repeat_share_sql
     from resources.splits import EvaluationSplit
 
@@ -104,7 +104,8 @@ def run_worker(dataset: str, seed: int, sizes: dict, workdir: Path) -> dict:
     instance = dg.DagsterInstance.ephemeral()
     days = defs.resources["landing"].landing_days()
     selected = selection.resolve(defs.resolve_asset_graph())
-    run_config = {**seeded_config(defs.assets, selected, seed), **INFO_LOGS}
+    # Each worker's log file keeps Dagster's full event log at INFO.
+    run_config = {**seeded_config(defs.assets, selected, seed), "loggers": {"console": {"config": {"log_level": "INFO"}}}}
     # The sampling seed lives on the generation resource the product and the evaluation share.
     resources = {**defs.resources, "generation": GenerationSettings(seed=seed)}
     result = dg.materialize(

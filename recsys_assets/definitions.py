@@ -28,8 +28,9 @@ layers = [
 marts_assets, marts_checks = marts_for(layers)
 
 defs = dg.Definitions(
-    # Freshness and automation by layer (recsys_assets/automation.py), not in the layer modules.
-    assets=with_layer_policies([*layers, *marts_assets]),
+    # Freshness and automation by layer (recsys_assets/automation.py), not in the layer modules;
+    # every asset's page links to the file that defines it (dbt assets: their .sql, see resources/dbt.py).
+    assets=dg.with_source_code_references(with_layer_policies([*layers, *marts_assets])),
     asset_checks=[*candidate_checks, *marts_checks],
     jobs=jobs,
     sensors=[*automation_sensors(), *operations_sensors],

@@ -22,10 +22,12 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from partitions import daily_partitions, user_shards
 from recsys_assets.jobs import STAGE_JOBS, ingest_and_features, serve_shards
+from recsys_assets.progress import Stage, progress_logger
 from partitions.user_shards import plan_new_shards
 from resources.landing import LandingDataError
 
-INFO_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+# One line per asset message, warning or failure (recsys_assets/progress.py), not every framework event.
+PROGRESS_LOGS = {"loggers": {"progress": {}}}
 # The code location of workspace.yaml. Runs carry it as their origin, as runs launched from the UI
 # do: the Overview timeline lists only runs of the location's jobs.
 CODE_LOCATION = RemoteRepositoryOrigin(
@@ -71,30 +73,31 @@ def materialize_everything(
         raise LandingDataError(f"No event days found in the landing folder {resources['landing'].root}.")
     # In this process, one step after the other (a run of the UI would use the instance's executor).
     stage_defs = dg.Definitions(
-        assets=defs.assets, asset_checks=defs.asset_checks, resources=resources, jobs=STAGE_JOBS, executor=dg.in_process_executor
-    )
+        assets=defs.assets, asset_checks=defs.asset_checks, resources=resources, jobs=STAGE_JOBS,
+        executor=dg.in_process_executor, loggers={"progress": progress_logger},
+    )  # fmt: skip
     graph = stage_defs.resolve_asset_graph()
 
-    def run(job: dg.UnresolvedAssetJobDefinition, tags: dict[str, str] | None = None) -> dg.ExecutionResult:
+    def run(job: dg.UnresolvedAssetJobDefinition, detail: str = "", tags: dict[str, str] | None = None) -> dg.ExecutionResult:
+        stage = Stage(log, job.name, detail)
         job_def = stage_defs.resolve_job_def(job.name)
         dagster_run = instance.create_run_for_job(
-            job_def, run_config=INFO_LOGS, tags={**job_def.tags, **(tags or {})}, remote_job_origin=CODE_LOCATION.get_job_origin(job.name)
+            job_def, run_config=PROGRESS_LOGS, tags={**job_def.tags, **(tags or {})}, remote_job_origin=CODE_LOCATION.get_job_origin(job.name)
         )
-        return execute_run(InMemoryJob(job_def), dagster_run, instance)
+        result = execute_run(InMemoryJob(job_def), dagster_run, instance)
+        stage.done(result)
+        return result
 
     results = []
     for job in STAGE_JOBS:
         if not job.selection.resolve(graph):
             continue
         if job is ingest_and_features:
-            log(f"{job.name}: every landing day, {days[0]} .. {days[-1]}")
-            results.append(run(job, tags=day_range_tags(days)))
+            results.append(run(job, f"every landing day, {days[0]} .. {days[-1]}", day_range_tags(days)))
         elif job is serve_shards:
             shards = register_shards(instance, resources["warehouse"])
             for number, key in enumerate(shards, start=1):
-                log(f"{job.name}: shard {number}/{len(shards)} {key}")
-                results.append(run(job, tags={"dagster/partition": key}))
+                results.append(run(job, f"shard {number}/{len(shards)} {key}", {"dagster/partition": key}))
         else:
-            log(job.name)
             results.append(run(job))
     return results
