@@ -18,9 +18,7 @@ already held (the interpreter, DuckDB's buffer cache).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,10 +28,8 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from measure import cpu_seconds, emit, load_average, run_scale  # noqa: E402  (benchmarks/ beside this script)
 from recsys_assets.candidates.report import StepReport  # noqa: E402  (needs the project on sys.path)
-
-RESULT_PREFIX = "RESULT "
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,22 +62,12 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process (all threads): unlike wall time, barely affected by other load."""
-    times = os.times()
-    return times.user + times.system
-
-
-def emit(**row) -> None:
-    print(RESULT_PREFIX + json.dumps(row, default=str), flush=True)
-
-
 def measured(step: str, scale: int, action):
     """Run ``action`` and emit its seconds and peak memory; returns what the action returned."""
     exact_peak = reset_peak_memory()
-    started, cpu_started = time.perf_counter(), cpu_seconds()
+    started, cpu_started = time.perf_counter(), cpu_seconds(children=False)
     value = action()
-    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds(children=False) - cpu_started
     report = value if isinstance(value, StepReport) else None
     emit(
         users=scale,
@@ -126,7 +112,7 @@ def load_purchases(conn, spec, market) -> int:
     return len(purchases)
 
 
-def run_scale(users: int, args: argparse.Namespace) -> None:
+def measure_scale(users: int, args: argparse.Namespace) -> None:
     import duckdb
 
     from recsys_assets.candidates import steps
@@ -168,21 +154,6 @@ def run_scale(users: int, args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- all scales (parent process)
 
 
-def run_in_subprocess(users: int, argv: list[str]) -> list[dict]:
-    """One scale per process, so peak memory and caches do not carry over between scales."""
-    command = [sys.executable, __file__, *argv, "--scale", str(users)]
-    rows = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}) as process:
-        for line in process.stdout:
-            if line.startswith(RESULT_PREFIX):
-                row = json.loads(line[len(RESULT_PREFIX) :])
-                rows.append(row)
-                print_row(row)
-    if process.returncode:
-        print(f"  (scale {users:,} failed with exit code {process.returncode})", flush=True)
-    return rows
-
-
 def print_row(row: dict) -> None:
     if row["step"] == "config":
         print(
@@ -221,7 +192,7 @@ def print_growth(rows: list[dict], scales: list[int]) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.scale:
-        run_scale(args.scale, args)
+        measure_scale(args.scale, args)
         return
     scales = [int(u) for u in args.users.split(",")]
     forwarded = [
@@ -232,13 +203,9 @@ def main(argv: list[str] | None = None) -> None:
     ]
     print(f"Candidates layer benchmark on {os.cpu_count()} cores; scales: {', '.join(f'{s:,}' for s in scales)} users")
     print(f"load average before: {load_average()}  (other work on the machine slows every step)")
-    rows = [row for users in scales for row in run_in_subprocess(users, forwarded)]
+    rows = [row for users in scales for row in run_scale(__file__, forwarded, users, print_row)]
     print_growth(rows, scales)
     print(f"load average after: {load_average()}")
-
-
-def load_average() -> str:
-    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -44,18 +44,16 @@ from gpu_jobs.modeling import base_model, parameter_counts, with_lora  # noqa: E
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix, parse_item_ids  # noqa: E402
 from gpu_jobs.train_config import TrainingConfig  # noqa: E402
 from gpu_jobs.training_loop import autocast_dtype, fit, move, seed_everything  # noqa: E402
+# The product's prompt template and id tokenizer: these modules need only tokenizers and transformers
+# (the packages' __init__ files are empty), so the check runs where dagster is not installed.
+from recsys_assets.llm_data.prompts import build_prompt  # noqa: E402
+from recsys_assets.llm_data.tokenization import train_id_tokenizer  # noqa: E402
 
 REFERENCE_S_PER_USER = 0.023  # the reference system: A800, TensorRT-LLM
 REFERENCE_PARAMS = 67_000_000
 # Share of the budget left after setup that training may use: the generation figure is the one
 # compared with the reference, so it gets the larger part.
 TRAIN_SHARE = 0.35
-# recsys_assets/llm_data/prompts.py TEMPLATE, copied: the GPU check must not import recsys_assets.
-TEMPLATE = (
-    "Based on the purchase history: [{history}]. What next products will be bought by the user: "
-    "{user_id}, geo: {geo}, age: {age}, gender: {gender}, purchasing power: {purchasing_power}?"
-)
-SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>"]
 
 
 @dataclass(frozen=True)
@@ -108,27 +106,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def id_tokenizer(corpus: list[str], vocab_size: int):
-    """The project's default id tokenizer (recsys_assets/llm_data/tokenization.py, option bpe),
-    rebuilt here because the GPU check must not import recsys_assets: same pre-tokenization
-    (spaces as ▁, punctuation and digit runs apart), BPE merges learned on the id corpus."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never"),
-        pre_tokenizers.Split(Regex(r"[^\w▁]"), behavior="isolated"),
-        pre_tokenizers.Split(Regex(r"\d+"), behavior="isolated"),
-    ])  # fmt: skip
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=list("0123456789"), show_progress=False)
-    tokenizer.train_from_iterator(corpus, trainer=trainer)
-    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never")
-    pad, unk, bos, eos = SPECIAL_TOKENS
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token=pad, unk_token=unk, bos_token=bos, eos_token=eos, clean_up_tokenization_spaces=False
-    )
-
-
 def synthetic_examples(rng: np.random.Generator, size: Size, users: range) -> pd.DataFrame:
     """Prompts with random purchase histories (popular items more often, as in a marketplace) and targets."""
     catalogue = rng.choice(np.arange(100_000, 1_000_000), size.items, replace=False)
@@ -138,10 +115,8 @@ def synthetic_examples(rng: np.random.Generator, size: Size, users: range) -> pd
     for user in users:
         n = int(rng.integers(1, size.history + 1)) + size.target
         bought = catalogue[np.minimum(np.searchsorted(cumulative, rng.random(n)), size.items - 1)]
-        prompt = TEMPLATE.format(
-            history=format_item_ids(bought[size.target :]), user_id=user, geo=rng.choice(["north", "south", "east", "west"]),
-            age=int(rng.integers(18, 75)), gender=rng.choice(["female", "male"]), purchasing_power=f"{rng.random():.2f}",
-        )  # fmt: skip
+        prompt = build_prompt(bought[size.target :], user, geo=rng.choice(["north", "south", "east", "west"]),
+                              age=int(rng.integers(18, 75)), gender=rng.choice(["female", "male"]), purchasing_power=float(rng.random()))  # fmt: skip
         rows.append((prompt, format_item_ids(bought[: size.target])))
     return pd.DataFrame(rows, columns=["prompt", "target"])
 
@@ -200,7 +175,7 @@ def main(argv=None) -> dict:
     n_train = min(args.steps * args.train_batch, 8192)  # fit runs more epochs past this
     frames = [synthetic_examples(rng, size, range(start, start + n)) for start, n in ((0, n_train), (10**6, size.val_examples), (2 * 10**6, args.users))]
     started = time.perf_counter()
-    tokenizer = id_tokenizer([t for frame in frames[:2] for t in (*frame.prompt, *frame.target)], size.vocab)
+    tokenizer = train_id_tokenizer("bpe", [t for frame in frames[:2] for t in (*frame.prompt, *frame.target)], bpe_vocab_size=size.vocab)
     print(f"tokenizer: BPE id vocabulary of {len(tokenizer)} tokens from {n_train + size.val_examples} synthetic examples ({time.perf_counter() - started:.1f} s)")
 
     config = TrainingConfig(

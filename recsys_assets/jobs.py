@@ -13,6 +13,8 @@ the automation sensors launch are named by Dagster (its automation has no named 
 carry the layers' retry tags instead.
 """
 
+import warnings
+
 import dagster as dg
 
 from recsys_assets.automation import GPU_RETRIES, WAREHOUSE_RETRIES
@@ -35,6 +37,10 @@ train_and_evaluate = dg.define_asset_job(
     description="Fine-tunes the model, builds its inference engine, scores it against the baselines "
     "and decides whether it is promoted to serving.",
 )
+# Dagster warns that serving's assets have different backfill policies: shard_users backfills
+# many shards in one run (cheap SQL), user_recommendations one shard a run (a GPU job each). A
+# backfill of this job runs a shard a run, which is what serving needs: the warning says so.
+warnings.filterwarnings("ignore", message="Asset job serve_shards materializes assets with varying BackfillPolicies")
 serve_shards = dg.define_asset_job(
     "serve_shards",
     selection=dg.AssetSelection.groups("serving"),

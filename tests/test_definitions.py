@@ -13,7 +13,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 
 def all_specs():
-    return list(defs.resolve_all_asset_specs())
+    return sorted(defs.resolve_all_asset_specs(), key=lambda spec: spec.key.to_user_string())  # one order in every xdist worker
 
 
 @pytest.mark.parametrize("spec", all_specs(), ids=lambda spec: spec.key.to_user_string())

@@ -40,7 +40,7 @@ SENSOR_DRIVEN = set(EVENT_KEYS)  # event days are started by the landing sensor
 
 
 def specs() -> list[dg.AssetSpec]:
-    return list(defs.resolve_all_asset_specs())
+    return sorted(defs.resolve_all_asset_specs(), key=lambda spec: spec.key.to_user_string())  # one order in every xdist worker
 
 
 # --- policies -------------------------------------------------------------------------------
