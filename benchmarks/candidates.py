@@ -22,23 +22,18 @@ import os
 import sys
 import tempfile
 import time
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from measure import cpu_seconds, emit, load_average, run_scale  # noqa: E402  (benchmarks/ beside this script)
+from measure import cpu_seconds, emit, load_average, marketplace_spec, run_scale, scale_parser  # noqa: E402  (benchmarks/ beside this script)
 from recsys_assets.candidates.report import StepReport  # noqa: E402  (needs the project on sys.path)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", default="10000,100000,1000000", help="comma-separated user counts (default: %(default)s)")
-    parser.add_argument("--items-per-user", type=float, default=2 / 3, help="catalogue size per user (default: the generator's 2/3)")
+    parser = scale_parser(__doc__, "10000,100000,1000000", 180)
     parser.add_argument("--items-per-cluster", type=int, default=500, help="interest clusters = max(config default, items / this)")
-    parser.add_argument("--days", type=int, default=180, help="days of purchases generated (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=int, help=argparse.SUPPRESS)  # internal: run one scale in this process
     return parser.parse_args(argv)
 
 
@@ -86,13 +81,6 @@ def measured(step: str, scale: int, action):
 
 def _search(stats: dict) -> str | None:
     return f"{stats['search_lists']} lists x {stats['search_probes']} probes" if "search_lists" in stats else None
-
-
-def marketplace_spec(users: int, args: argparse.Namespace):
-    from synthetic_marketplace.generator import MarketplaceSpec
-
-    items = max(10, round(users * args.items_per_user))
-    return MarketplaceSpec(users=users, items=items, days=args.days, end_date=date(2026, 6, 30), seed=args.seed)
 
 
 def load_purchases(conn, spec, market) -> int:

@@ -9,6 +9,7 @@ and print them as they come.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -20,6 +21,26 @@ from collections.abc import Callable
 import psutil
 
 RESULT_PREFIX = "RESULT "
+
+
+def scale_parser(doc: str, default_users: str, default_days: int) -> argparse.ArgumentParser:
+    """The flags every scale benchmark takes: the scales, the marketplace's shape, the seed."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", default=default_users, help="comma-separated user counts (default: %(default)s)")
+    parser.add_argument("--items-per-user", type=float, default=2 / 3, help="catalogue size per user (default: the generator's 2/3)")
+    parser.add_argument("--days", type=int, default=default_days, help="days of events generated (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", type=int, help=argparse.SUPPRESS)  # internal: run one scale in this process
+    return parser
+
+
+def marketplace_spec(users: int, args: argparse.Namespace):
+    from datetime import date
+
+    from synthetic_marketplace.generator import MarketplaceSpec
+
+    items = max(10, round(users * args.items_per_user))
+    return MarketplaceSpec(users=users, items=items, days=args.days, end_date=date(2026, 6, 30), seed=args.seed)
 
 
 def cpu_seconds(children: bool = True) -> float:

@@ -29,26 +29,20 @@ import math
 import os
 import sys
 import tempfile
-from datetime import date
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from measure import emit, load_average, run_scale, timed  # noqa: E402  (benchmarks/ beside this script)
+from measure import emit, load_average, marketplace_spec, run_scale, scale_parser, timed  # noqa: E402  (benchmarks/ beside this script)
 
 LAYERS = ("ingest", "dbt features", "candidates", "id tokenizer", "prompt dataset", "training", "engine build", "generation")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", default="10000,100000", help="comma-separated user counts (default: %(default)s)")
-    parser.add_argument("--items-per-user", type=float, default=2 / 3, help="catalogue size per user (default: the generator's 2/3)")
-    parser.add_argument("--days", type=int, default=90, help="days of events generated (default: %(default)s)")
+    parser = scale_parser(__doc__, "10000,100000", 90)
     parser.add_argument("--train-steps", type=int, default=50, help="optimizer steps actually run (default: %(default)s)")
     parser.add_argument("--sample-users", type=int, default=256, help="users of the generation shard (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=int, help=argparse.SUPPRESS)  # internal: run one scale in this process
     return parser.parse_args(argv)
 
 
@@ -56,11 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def measure_scale(users: int, args: argparse.Namespace) -> None:
-    from synthetic_marketplace.generator import MarketplaceSpec, generate
+    from synthetic_marketplace.generator import generate
     from synthetic_marketplace.landing import write_landing
 
-    spec = MarketplaceSpec(users=users, items=max(10, round(users * args.items_per_user)), days=args.days,
-                           end_date=date(2026, 6, 30), seed=args.seed)  # fmt: skip
+    spec = marketplace_spec(users, args)
     scratch = Path(tempfile.mkdtemp(prefix=f"pipeline-{users}-"))
     landing, home = scratch / "landing", scratch / "home"
     counts, seconds, cpu, peak = timed(lambda: write_landing(generate(spec), spec, landing))

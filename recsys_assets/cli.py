@@ -103,9 +103,15 @@ def run_all(args: argparse.Namespace) -> None:
     os.environ.setdefault("DAGSTER_HOME", str(settings.PROJECT_DIR / "dagster_home"))
     quiet_library_warnings()
     from recsys_assets.definitions import defs
+    from recsys_assets.progress import everything_else_to, say
     from recsys_assets.runner import materialize_everything
 
-    materialize_everything(defs)
+    log_file = settings.recsys_home() / "logs" / f"recsys-run-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    print(f"Progress below; dbt's output, the GPU jobs' and warnings go to {log_file}", flush=True)
+    with everything_else_to(log_file):
+        results = materialize_everything(defs, log=say)
+    if not all(result.success for result in results):
+        sys.exit(f"A run failed: see the lines above, {log_file} and the run in the Dagster UI (make dev).")
 
 
 def quiet_library_warnings() -> None:

@@ -5,11 +5,17 @@ materialization with its metadata): hundreds of lines per stage that bury the fe
 watches. This logger prints the messages the assets themselves log (progress of the long steps:
 days loaded, training steps and loss, generation users/s), warnings, and failed steps; the
 full event log stays in the instance, where the UI shows it.
+
+``everything_else_to`` sends the rest of what a run prints (dbt's own output, the GPU jobs'
+progress bars, library warnings) to a log file, so the terminal keeps the lines above.
 """
 
 import logging
+import os
 import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 
@@ -40,11 +46,44 @@ def _root_cause(error) -> str:
     return error.message.strip().splitlines()[-1] if error is not None else ""
 
 
+# Where progress lines go: the terminal saved by everything_else_to, else stdout.
+_CONSOLE: list = []
+
+
+def say(line: str) -> None:
+    print(line, file=_CONSOLE[-1] if _CONSOLE else sys.stdout, flush=True)
+
+
+@contextmanager
+def everything_else_to(log_file: Path):
+    """While the block runs, the process's stdout and stderr (file descriptors 1 and 2, so dbt and
+    the GPU job subprocesses too) go to ``log_file``; ``say`` keeps writing to the terminal."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    saved = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(1), "w", buffering=1)
+    with log_file.open("a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        _CONSOLE.append(terminal)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _CONSOLE.pop()
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+            terminal.close()
+
+
 class _ProgressHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         line = progress_line(record)
         if line is not None:
-            print(line, file=sys.stdout, flush=True)
+            say(line)
 
 
 @dg.logger(description="The asset messages, warnings and failures of a run, one line each (recsys run).")
