@@ -204,7 +204,7 @@ def import_tensorrt_llm():
 class TensorRTLLMBackend:
     name: ClassVar[str] = "tensorrt-llm"
     precisions: ClassVar[tuple[str, ...]] = ("float16", "bfloat16")
-    # Llama-architecture models run on TensorRT-LLM's PyTorch backend; OPT does not (see DESIGN §6).
+    # Llama-architecture models run on TensorRT-LLM's PyTorch backend; OPT does not.
     supported_model_types: ClassVar[frozenset[str]] = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
     @classmethod
