@@ -25,7 +25,6 @@ before and after is printed with the table.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -140,12 +139,13 @@ class Graph:
 
     def extrapolation(self, layer: str, seconds: float) -> dict:
         """The full run's seconds for the layers the benchmark cuts short, and how they were derived."""
+        from gpu_jobs.train_config import TrainingConfig
+        from gpu_jobs.training_loop import training_steps
         from recsys_assets import keys
-        from recsys_assets.model.assets import FineTuneConfig
 
         if layer == "training":
-            model, config = self.metadata(keys.FINE_TUNED_MODEL), FineTuneConfig()
-            planned = math.ceil(model["train_examples"] / config.batch_size) * config.epochs
+            model = self.metadata(keys.FINE_TUNED_MODEL)
+            _, planned = training_steps(model["train_examples"], TrainingConfig())  # the defaults, without the benchmark's step cap
             per_step = model["train_seconds"] / max(model["steps"], 1)
             return {"full_seconds": planned * per_step, "full_basis": f"{planned:,} steps x {per_step:.2f} s/step"}
         if layer == "generation":

@@ -82,12 +82,16 @@ def warmup_cosine(total_steps: int, warmup_ratio: float):
     return factor
 
 
+def training_steps(examples: int, config: TrainingConfig) -> tuple[int, int]:
+    """(optimizer steps per epoch, steps of the whole run: every epoch, cut to max_steps when set)."""
+    steps_per_epoch = math.ceil(examples / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    return steps_per_epoch, min(total_steps, config.max_steps) if config.max_steps else total_steps
+
+
 def fit(model, train: Examples, val: Examples, config: TrainingConfig, pad_id: int, device, log) -> History:
     dtype = autocast_dtype(config.precision, device)
-    steps_per_epoch = math.ceil(len(train.input_ids) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
+    steps_per_epoch, total_steps = training_steps(len(train.input_ids), config)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.warmup_ratio))
     # fp16 needs loss scaling against gradient underflow; bf16 and fp32 do not.
