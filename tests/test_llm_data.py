@@ -9,8 +9,13 @@ import pytest
 from recsys_assets.llm_data.dataset import Builder, DatasetSpec, MarketData, training_sample
 from recsys_assets.llm_data.prompts import TEMPLATE, build_prompt, fit_history
 from recsys_assets.llm_data.targets import PRESETS, mix_target, quotas, resolve_shares
+from recsys_assets.llm_data.token_lengths import TokenLengths
 from recsys_assets.llm_data.tokenization import OPTIONS, round_trips, tokens_per_id, train_id_tokenizer
 from resources.splits import SplitDates, split_dates
+
+# A word counter: its lengths do not add up over ids (a bracket and an id are one word), so the builder
+# falls back to fitting text by text.
+WORDS = TokenLengths(lambda texts: [len(text.split()) for text in texts])
 
 PROMPT_PATTERN = re.compile(
     r"Based on the purchase history: \[((\d+, )*\d+)?\]\. What next products will be bought by the user: "
@@ -24,7 +29,7 @@ def test_prompt_follows_the_method_template():
         "Based on the purchase history: [8363834, 482976, 4710760]. What next products will be bought by the user: "
         "123, geo: 567, age: 48, gender: 1, purchasing power: 0.50?"
     )
-    cold = build_prompt([], 123, None, float("nan"), None, None)
+    cold = build_prompt([], 123, None, float("nan"), pd.NA, None)  # pd.NA: a nullable integer column
     assert PROMPT_PATTERN.fullmatch(cold) and "[]" in cold and cold.count("unknown") == 4
     assert TEMPLATE.count("{") == 6
 
@@ -64,7 +69,7 @@ def _windowed_market() -> tuple[MarketData, SplitDates]:
 def test_training_windows_learn_next_purchases_from_before_the_cutoff_only():
     market, dates = _windowed_market()
     spec = DatasetSpec({"next_purchases": 1.0}, train_windows=4, window_days=14)
-    train = Builder(market, spec, dates, count_tokens=lambda text: len(text.split())).examples("train")
+    train = Builder(market, spec, dates, WORDS).examples("train")
     # Cut-offs 03-01 (its window is the val period: no example), 02-15, 02-01, 01-18.
     assert sorted(map(str, train["cutoff"])) == ["2026-01-18", "2026-02-01", "2026-02-15"]
     purchases = market.purchases.set_index("item_id")["ts"]
@@ -148,7 +153,9 @@ def prompt_examples(featured_platform):
     instance = dg.DagsterInstance.ephemeral()
     # The reference's similar_items mix with targets of 8 items (quota 2 per source), so that
     # many users of the small marketplace have enough candidates in every source.
-    run_config = {"ops": {"llm_data__prompt_dataset": {"config": {"target_items": 8, "target_strategy": "similar_items"}}}}
+    # The tokenizers learn from a sample of 500 of the 800 users.
+    run_config = {"ops": {"llm_data__prompt_dataset": {"config": {"target_items": 8, "target_strategy": "similar_items"}},
+                          "llm_data__id_tokenizer": {"config": {"corpus_users": 500}}}}  # fmt: skip
     result = dg.materialize(
         [*candidate_assets, *llm_data_assets], resources=featured_platform.resources(), instance=instance, run_config=run_config
     )
@@ -169,6 +176,7 @@ def test_every_prompt_matches_the_template_and_fits(prompt_examples):
     assert all(PROMPT_PATTERN.fullmatch(p) for p in examples["prompt"])
     assert (examples["prompt_tokens"] + examples["target_tokens"] <= 310).all()
     assert metadata["max_total_tokens"].value <= 310
+    assert metadata["examples_fitted_text_by_text"].value == 0  # token sums matched every whole text
     assert set(examples["split"]) == {"train", "val", "test", "serve"}
 
 
@@ -239,6 +247,8 @@ def test_tokenizer_asset_reports_the_side_by_side_comparison(prompt_examples):
     table = tokenizer_metadata["comparison"]  # a table, rendered inline
     assert [record.data["tokenizer"] for record in table.records] == list(OPTIONS)
     assert tokenizer_metadata["tokens_per_id"].value < 7
+    # The sample, and a user for each attribute value it lacked; every catalog id still round-trips (the fixture's check).
+    assert 500 <= tokenizer_metadata["corpus_users"].value < 800
 
 
 def _crowd_market(users: int = 400):
@@ -270,8 +280,48 @@ def test_the_training_sample_is_bounded_and_keeps_every_kind_of_buyer():
 def test_training_examples_come_from_the_sample_and_serve_prompts_from_everyone():
     market, dates = _crowd_market()
     spec = DatasetSpec({"next_purchases": 1.0}, train_windows=2, window_days=14, train_users=40)
-    builder = Builder(market, spec, dates, count_tokens=lambda text: len(text.split()))
+    builder = Builder(market, spec, dates, WORDS)
     train, serve = builder.examples("train"), builder.examples("serve")
     assert 0 < train["user_id"].nunique() <= 40 and set(train["user_id"]) <= builder.train_users
     assert (train["history_length"] == 0).any()  # cold-start users learn too
     assert sorted(serve["user_id"]) == list(range(400))
+
+
+def _mixed_length_market(users: int = 300):
+    """Histories of 0-60 items with ids of 1-7 digits, so that the token budget cuts many of them."""
+    rng = __import__("numpy").random.default_rng(3)
+    rows = [
+        (user, int(rng.choice([7, 42, 913, 4821, 70312, 881234, 9123456]) + k), pd.Timestamp("2026-01-01") + pd.Timedelta(days=int(k)))
+        for user in range(users)
+        for k in range(int(rng.integers(0, 60)))
+    ]
+    rows += [(user, 5000 + user % 11, pd.Timestamp("2026-03-03")) for user in range(0, users, 2)]
+    purchases = pd.DataFrame(rows, columns=["user_id", "item_id", "ts"])
+    people = pd.DataFrame({"user_id": range(users), "gender": 1, "age": 41, "geo": 12})
+    dates = SplitDates(val_start=date(2026, 3, 1), test_start=date(2026, 3, 15), end=date(2026, 3, 28))
+    market = MarketData(purchases, purchases.head(0), purchases.head(0), people, {i: 0.5 for i in purchases["item_id"].unique()})
+    return market, dates
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_token_sums_fit_exactly_what_counting_whole_texts_fits(option):
+    from recsys_assets.llm_data.dataset import build_dataset
+
+    market, dates = _mixed_length_market()
+    corpus = [build_prompt(list(range(1000 * u, 1000 * u + 30)), u, 1, 2, 3, 0.5) for u in range(200)]
+    tokenizer = train_id_tokenizer(option, corpus, bpe_vocab_size=600)
+    spec = DatasetSpec({"next_purchases": 1.0}, train_windows=2, max_seq_len=120)
+
+    by_sums = build_dataset(market, spec, dates, TokenLengths.of_tokenizer(tokenizer))
+    assert by_sums.attrs["fitted_text_by_text"] == 0  # the id tokenizers' lengths add up
+    assert (by_sums["history_length"] < 50).sum() > 100  # the budget cut most histories
+    whole = [len(ids) for ids in tokenizer([p + " Answer: " for p in by_sums["prompt"]], add_special_tokens=False)["input_ids"]]
+    assert by_sums["prompt_tokens"].tolist() == whole
+    assert (by_sums["prompt_tokens"] + by_sums["target_tokens"] <= spec.max_seq_len).all()
+
+    # Sums made wrong on purpose: every example with two ids or more is refitted text by text, to the same result.
+    off = TokenLengths.of_tokenizer(tokenizer)
+    off.separator += 1
+    text_by_text = build_dataset(market, spec, dates, off)
+    assert text_by_text.attrs["fitted_text_by_text"] > 100
+    pd.testing.assert_frame_equal(text_by_text, by_sums)

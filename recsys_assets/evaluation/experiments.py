@@ -30,6 +30,7 @@ from recsys_assets.evaluation.tables import EXPERIMENTS, append_results
 from recsys_assets.keys import EXPERIMENT_STUDIES, ID_TOKENIZER
 from recsys_assets.llm_data.assets import CANDIDATE_DEPS, FEATURE_DEPS, PromptDatasetConfig, load_market_data
 from recsys_assets.llm_data.dataset import MarketData, build_dataset, reserved_target_tokens
+from recsys_assets.llm_data.token_lengths import TokenLengths
 from recsys_assets.llm_data.targets import PRESETS
 from recsys_assets.model.assets import FineTuneConfig
 from resources.artifacts import ArtifactStore, latest_artifact
@@ -110,9 +111,9 @@ class Experiment:
         return {name: value.value for name, value in invocation.get_materialize_result().metadata.items()}
 
 
-def write_dataset(experiment: Experiment, strategy: str, count_tokens) -> Path:
+def write_dataset(experiment: Experiment, strategy: str, lengths: TokenLengths) -> Path:
     """The prompt dataset with ``strategy``'s targets (val/test targets are the next purchases either way)."""
-    examples = build_dataset(experiment.market, experiment.config.dataset.spec(strategy), experiment.dates, count_tokens)
+    examples = build_dataset(experiment.market, experiment.config.dataset.spec(strategy), experiment.dates, lengths)
     # The folder name is part of the model version: unique per run and strategy, so that the
     # strategies' models do not share a version (and a folder).
     folder = experiment.folder / "datasets" / f"{experiment.folder.name[:8]}-{strategy}"
@@ -213,13 +214,11 @@ def experiment_studies(
         context, config, gpu_jobs, paths, folder, gpu_jobs.job_path(tokenizer_dir),
         market, dates, held_out, stats, generation, keep_bought,
     )
-
-    def count_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    lengths = TokenLengths.of_tokenizer(tokenizer)
 
     frames, models = [], {}
     for strategy, chain_counts in config.variants().items():
-        dataset = write_dataset(experiment, strategy, count_tokens)
+        dataset = write_dataset(experiment, strategy, lengths)
         engine, trained = train_and_build(experiment, dataset)
         models[strategy] = {name: trained[name] for name in ("model_version", "val_loss_start", "val_loss_end", "train_seconds")}
         for chains in chain_counts:

@@ -15,6 +15,7 @@ from recsys_assets.llm_data.dataset import SPLITS, DatasetSpec, MarketData, buil
 from recsys_assets.llm_data.history import histories_before
 from recsys_assets.llm_data.prompts import build_prompt
 from recsys_assets.llm_data.targets import ranked_lists, resolve_shares
+from recsys_assets.llm_data.token_lengths import TokenLengths
 from recsys_assets.llm_data.tokenization import OPTIONS, comparison_frame, length_report, train_id_tokenizer
 from recsys_assets.metadata import duration, frame_table
 from resources.artifacts import ArtifactStore, latest_artifact
@@ -47,6 +48,9 @@ class IdTokenizerConfig(dg.Config):
     """Ids per prompt in the length comparison (as in the prompt dataset)."""
     target_items: int = 20
     """Ids per target in the length comparison (as in the prompt dataset)."""
+    corpus_users: int = 50_000
+    """Users whose prompts the tokenizers learn from and are compared on: a seeded sample past this many (0: every
+    user), so the layer's time stops growing with the marketplace. Every catalog id is still checked to round-trip."""
 
 
 class PromptDatasetConfig(dg.Config):
@@ -91,11 +95,21 @@ def _read(conn, sql: str) -> pd.DataFrame:
     return conn.execute(sql).df()
 
 
-def _user_prompts_and_targets(conn, cutoff: date, history_max: int, target_items: int):
-    """Corpus for the tokenizer: every user's prompt before the cut-off, and for the length
-    comparison, (prompt, target) pairs that hold out each buyer's newest purchases as target."""
-    purchases = _read(conn, f"SELECT user_id, item_id, ts FROM staging.fct_purchases WHERE ts < DATE '{cutoff}'")
-    users = _read(conn, "SELECT user_id, geo, age, gender, purchasing_power FROM features.user_features")
+def _user_prompts_and_targets(conn, cutoff: date, history_max: int, target_items: int, corpus_users: int):
+    """Corpus for the tokenizer: the prompt before the cut-off of every user (of a seeded sample of
+    ``corpus_users``), and for the length comparison, (prompt, target) pairs that hold out each
+    buyer's newest purchases as target."""
+    users = _read(conn, "SELECT user_id, geo, age, gender, purchasing_power FROM features.user_features ORDER BY user_id")
+    if corpus_users and len(users) > corpus_users:
+        # Plus one user per distinct attribute value, so that every word a prompt can hold is in the vocabulary.
+        each_value = pd.concat([users.drop_duplicates(column) for column in ("geo", "age", "gender")])
+        sampled = pd.concat([users.sample(n=corpus_users, random_state=0), each_value])
+        users = sampled.drop_duplicates("user_id").sort_values("user_id")
+    conn.register("corpus_users", users[["user_id"]])
+    purchases = _read(
+        conn, f"SELECT user_id, item_id, ts FROM staging.fct_purchases SEMI JOIN corpus_users USING (user_id) WHERE ts < DATE '{cutoff}'"
+    )
+    conn.unregister("corpus_users")
     histories = histories_before(purchases, cutoff, history_max + target_items)
     prompts, pairs = [], []
     for user in users.itertuples(index=False):
@@ -128,10 +142,14 @@ def id_tokenizer(
     started = time.perf_counter()
     with warehouse.get_connection() as conn:
         cutoff = splits.dates(conn).train_cutoff
-        prompts, pairs, corpus_ids = _user_prompts_and_targets(conn, cutoff, config.history_max_items, config.target_items)
+        prompts, pairs, corpus_ids = _user_prompts_and_targets(
+            conn, cutoff, config.history_max_items, config.target_items, config.corpus_users
+        )
         catalog = [i for (i,) in conn.execute("SELECT item_id FROM staging.stg_items").fetchall()]
     corpus = prompts + [target for _, target in pairs]
-    context.log.info(f"Training tokenizers on {len(corpus)} texts, {len(corpus_ids)} distinct purchased ids (before {cutoff})")
+    context.log.info(
+        f"Training tokenizers on {len(corpus)} texts of {len(prompts)} users, {len(corpus_ids)} distinct purchased ids (before {cutoff})"
+    )
 
     tokenizers, reports = {}, []
     for option in OPTIONS:
@@ -154,6 +172,7 @@ def id_tokenizer(
             "tokens_per_id": round(chosen_report.tokens_per_id, 3),
             "comparison": frame_table(comparison_frame(reports)),
             "training_cutoff": str(cutoff),
+            "corpus_users": len(prompts),
             "duration": duration(time.perf_counter() - started),
         },
         check_results=[round_trip],
@@ -195,6 +214,8 @@ def _dataset_metadata(examples: pd.DataFrame, spec: DatasetSpec) -> dict:
         "mean_target_tokens_train": round(float(train["target_tokens"].mean()), 1) if len(train) else 0.0,
         "max_total_tokens": int(total.max()),
         "max_seq_len": spec.max_seq_len,
+        # Lengths are sums of the ids' and the frame's tokens, confirmed whole; these did not add up and were refitted.
+        "examples_fitted_text_by_text": int(examples.attrs.get("fitted_text_by_text", 0)),
         "preview": frame_table(preview),
     }
 
@@ -226,10 +247,7 @@ def prompt_dataset(
         data = load_market_data(conn)
     context.log.info(f"Building prompts: train before {dates.val_start}, val {dates.val_start}.., test {dates.test_start}..{dates.end}")
 
-    def count_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    examples = build_dataset(data, spec, dates, count_tokens)
+    examples = build_dataset(data, spec, dates, TokenLengths.of_tokenizer(tokenizer))
     version = _version(config.model_dump(), str(tokenizer_path), dates.__dict__, int(pd.util.hash_pandas_object(examples[["user_id", "prompt", "target"]]).sum()))
     folder = artifacts.path("datasets", version, "dataset.json").parent
     for split in SPLITS:

@@ -8,18 +8,19 @@ no target: what recommendations are generated from).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from itertools import chain
 
 import numpy as np
 import pandas as pd
 
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix
-from recsys_assets.llm_data.prompts import build_prompt, fit_history
 from recsys_assets.llm_data.history import histories_before, items_bought_between
-from resources.splits import SplitDates
+from recsys_assets.llm_data.prompts import build_prompt, fit_history
 from recsys_assets.llm_data.targets import interleave, mix_target, open_intent, quotas
+from recsys_assets.llm_data.token_lengths import TokenLengths
+from resources.splits import SplitDates
 
 SPLITS = ("train", "val", "test", "serve")
 
@@ -89,28 +90,36 @@ def training_sample(purchases: pd.DataFrame, user_ids, cutoff, size: int, seed: 
     return {int(user) for group in chosen for user in group}
 
 
-def target_sources(user: int, wishlist: dict, cart: dict, bought_next: dict, data: MarketData) -> dict[str, list[int]]:
+def target_sources(user: int, wishlist: dict, cart: dict, bought_next: dict, data: MarketData, wanted) -> dict[str, list[int]]:
+    """The ranked candidates of each ``wanted`` source for one user (only those: most mixes use one or two)."""
     own_wishlist, own_cart = wishlist.get(user, []), cart.get(user, [])
-    neighbours = data.similar_users.get(user, [])
-    return {
-        "own_wishlist": own_wishlist,
-        "own_cart": own_cart,
-        "similar_users_intent": interleave(interleave([wishlist.get(n, []), cart.get(n, [])]) for n in neighbours),
-        "similar_to_wishlist": interleave(data.similar_items.get(i, []) for i in own_wishlist),
-        "similar_to_cart": interleave(data.similar_items.get(i, []) for i in own_cart),
-        "interest_clusters": data.cluster_candidates.get(user, []),
-        "next_purchases": bought_next.get(user, []),
+    sources = {
+        "own_wishlist": lambda: own_wishlist,
+        "own_cart": lambda: own_cart,
+        "similar_users_intent": lambda: interleave(
+            interleave([wishlist.get(n, []), cart.get(n, [])]) for n in data.similar_users.get(user, [])
+        ),
+        "similar_to_wishlist": lambda: interleave(data.similar_items.get(i, []) for i in own_wishlist),
+        "similar_to_cart": lambda: interleave(data.similar_items.get(i, []) for i in own_cart),
+        "interest_clusters": lambda: data.cluster_candidates.get(user, []),
+        "next_purchases": lambda: bought_next.get(user, []),
     }
+    return {source: sources[source]() for source in wanted}
+
+
+_NEEDS_WISHLIST = {"own_wishlist", "similar_users_intent", "similar_to_wishlist"}
+_NEEDS_CART = {"own_cart", "similar_users_intent", "similar_to_cart"}
 
 
 class Builder:
-    """Builds examples for one split; ``count_tokens(text)`` measures length with the id tokenizer."""
+    """Builds examples for one split; ``lengths`` measures them with the id tokenizer."""
 
-    def __init__(self, data: MarketData, spec: DatasetSpec, dates: SplitDates, count_tokens: Callable[[str], int]):
-        self.data, self.spec, self.dates, self.count_tokens = data, spec, dates, count_tokens
+    def __init__(self, data: MarketData, spec: DatasetSpec, dates: SplitDates, lengths: TokenLengths):
+        self.data, self.spec, self.dates, self.lengths = data, spec, dates, lengths
         self.attributes = data.users.set_index("user_id")[["geo", "age", "gender"]].to_dict("index")
         # Serve, val and test prompts cover every user; training examples only the sample.
         self.train_users = training_sample(data.purchases, list(self.attributes), dates.train_cutoff, spec.train_users, spec.seed)
+        self.recounted = 0  # examples whose lengths were not sums of their parts (fitted text by text)
 
     def train_cutoffs(self) -> list[date]:
         """The training cut-off and the ``train_windows - 1`` cut-offs before it, newest first."""
@@ -124,10 +133,22 @@ class Builder:
         histories = histories_before(self.data.purchases, cutoff, self.spec.history_max_items)
         power = purchasing_power_at(self.data.purchases, self.data.price_percentile, cutoff)
         targets = self._targets(split, cutoff, histories)
-        rows = []
-        for user in sorted(targets if split != "serve" else self.attributes):
-            target = targets.get(user, [])
-            rows.append(self._example(split, cutoff, user, histories.get(user, []), target, power.get(user), target_reserve))
+        users = sorted(targets if split != "serve" else self.attributes)
+        self.lengths.learn_ids(chain.from_iterable([histories.get(u, []) for u in users] + [[i for i, _ in t] for t in targets.values()]))
+        frames = self.lengths.exact([generation_prefix(self._prompt(user, [], power.get(user))) for user in users])
+        rows = [
+            self._row(split, cutoff, user, *self._fit_by_sums(frame, histories.get(user, []), targets.get(user, []), target_reserve), power.get(user))
+            for user, frame in zip(users, frames)
+        ]
+        # The sums are checked against whole texts in one batch; where they were off, fit text by text.
+        off = self._count_whole(rows)
+        for index in off:
+            user = rows[index]["user_id"]
+            fitted = self._fit_text_by_text(user, histories.get(user, []), targets.get(user, []), power.get(user), target_reserve)
+            rows[index] = self._row(split, cutoff, user, *fitted, power.get(user))
+        self.recounted += len(off)
+        if off:
+            self._count_whole([rows[index] for index in off])
         return pd.DataFrame(rows, columns=_COLUMNS)
 
     def _targets(self, split: str, cutoff: date, histories) -> dict[int, list[tuple[int, str]]]:
@@ -137,48 +158,75 @@ class Builder:
             start, end = self.dates.period(split)
             bought = items_bought_between(self.data.purchases, start, end)
             return {u: [(i, "next_purchases") for i in items[: self.spec.target_items]] for u, items in bought.items()}
+        wanted = set(self.spec.shares)
         since = cutoff - timedelta(days=self.spec.intent_days)
-        wishlist = open_intent(self.data.wishlist, self.data.purchases, cutoff, since)
-        cart = open_intent(self.data.cart, self.data.purchases, cutoff, since)
+        wishlist = open_intent(self.data.wishlist, self.data.purchases, cutoff, since) if wanted & _NEEDS_WISHLIST else {}
+        cart = open_intent(self.data.cart, self.data.purchases, cutoff, since) if wanted & _NEEDS_CART else {}
         # Never past the training cut-off: the newest window's next purchases are the val period.
         window_end = min(cutoff + timedelta(days=self.spec.window_days), self.dates.train_cutoff)
-        bought_next = items_bought_between(self.data.purchases, cutoff, window_end)
+        bought_next = items_bought_between(self.data.purchases, cutoff, window_end) if "next_purchases" in wanted else {}
         targets = {}
         for user in self.train_users:
-            sources = target_sources(user, wishlist, cart, bought_next, self.data)
+            sources = target_sources(user, wishlist, cart, bought_next, self.data, self.spec.shares)
             mixed = mix_target(sources, self.spec.shares, self.spec.target_items, exclude=histories.get(user, []))
             if mixed:
                 targets[user] = mixed
         return targets
 
-    def _example(self, split, cutoff, user, history, target, purchasing_power, target_reserve) -> dict:
+    def _prompt(self, user: int, history, purchasing_power) -> str:
         attributes = self.attributes[user]
+        return build_prompt(history, user, attributes["geo"], attributes["age"], attributes["gender"], purchasing_power)
 
-        def prompt_for(h) -> str:
-            return build_prompt(h, user, attributes["geo"], attributes["age"], attributes["gender"], purchasing_power)
+    def _fit_by_sums(self, frame_tokens: int, history: list[int], target: list, target_reserve: int):
+        """(kept history, kept target) from token sums: the target first, then the newest history that fits beside it."""
+        items = [item for item, _ in target]
+        target_tokens = self.lengths.of_ids(items) + 1 if items else target_reserve
+        while items and frame_tokens + target_tokens > self.spec.max_seq_len:
+            items.pop()  # only a tiny max_seq_len gets here: shorten the target until it fits
+            target_tokens = self.lengths.of_ids(items) + 1
+        kept = history[: self.lengths.longest_prefix(frame_tokens, history, self.spec.max_seq_len - target_tokens)]
+        return kept, target[: len(items)], frame_tokens + self.lengths.of_ids(kept), self.lengths.of_ids(items) + 1 if items else 0
+
+    def _fit_text_by_text(self, user: int, history: list[int], target: list, purchasing_power, target_reserve: int):
+        """The same fit with every candidate text tokenized whole: for tokenizers whose lengths do not add up."""
 
         def prompt_tokens(h) -> int:
-            return self.count_tokens(generation_prefix(prompt_for(h)))
+            return self.lengths.one(generation_prefix(self._prompt(user, h, purchasing_power)))
 
         items = [item for item, _ in target]
         target_tokens = self._target_tokens(items) if items else target_reserve
         while items and prompt_tokens([]) + target_tokens > self.spec.max_seq_len:
-            items.pop()  # only a tiny max_seq_len gets here: shorten the target until it fits
+            items.pop()
             target_tokens = self._target_tokens(items)
         kept = fit_history(history, target_tokens, self.spec.max_seq_len, prompt_tokens)
+        return kept, target[: len(items)], prompt_tokens(kept), self._target_tokens(items) if items else 0
+
+    def _count_whole(self, rows: list[dict]) -> list[int]:
+        """Sets each row's lengths from its whole prompt and target; returns the rows whose earlier lengths differed."""
+        prompt_tokens = self.lengths.exact([generation_prefix(row["prompt"]) for row in rows])
+        target_tokens = [n + 1 if n else 0 for n in self.lengths.exact([row["target"] for row in rows])]
+        off = []
+        for index, (row, prompt, target) in enumerate(zip(rows, prompt_tokens, target_tokens)):
+            if (row["prompt_tokens"], row["target_tokens"]) != (prompt, target):
+                off.append(index)
+            row["prompt_tokens"], row["target_tokens"] = prompt, target
+        return off
+
+    def _row(self, split, cutoff, user, history, target, prompt_tokens, target_tokens, purchasing_power) -> dict:
+        items = [item for item, _ in target]
         return {
             "user_id": int(user),
             "split": split,
             "cutoff": cutoff,
-            "prompt": prompt_for(kept),
+            "prompt": self._prompt(user, history, purchasing_power),
             "target": format_item_ids(items),
             "target_item_ids": items,
-            "target_sources": [source for _, source in target[: len(items)]],
+            "target_sources": [source for _, source in target],
             # Every source filled its quota (no backfill): the examples on which the mix is exact.
             "mix_complete": split == "train" and self._mix_complete(target),
-            "history_length": len(kept),
-            "prompt_tokens": prompt_tokens(kept),
-            "target_tokens": self._target_tokens(items) if items else 0,
+            "history_length": len(history),
+            "prompt_tokens": prompt_tokens,
+            "target_tokens": target_tokens,
         }
 
     def _mix_complete(self, target: list[tuple[int, str]]) -> bool:
@@ -187,7 +235,7 @@ class Builder:
         return all(got.count(source) == n for source, n in wanted.items())
 
     def _target_tokens(self, items: list[int]) -> int:
-        return self.count_tokens(format_item_ids(items)) + 1  # + eos
+        return self.lengths.one(format_item_ids(items)) + 1  # + eos
 
 
 _COLUMNS = [
@@ -196,11 +244,14 @@ _COLUMNS = [
 ]  # fmt: skip
 
 
-def build_dataset(data: MarketData, spec: DatasetSpec, dates: SplitDates, count_tokens: Callable[[str], int]) -> pd.DataFrame:
-    builder = Builder(data, spec, dates, count_tokens)
+def build_dataset(data: MarketData, spec: DatasetSpec, dates: SplitDates, lengths: TokenLengths) -> pd.DataFrame:
+    """Every split's examples; ``attrs["fitted_text_by_text"]`` counts those whose token sums were off."""
+    builder = Builder(data, spec, dates, lengths)
     frames = {split: builder.examples(split) for split in ("train", "val", "test")}
     frames["serve"] = builder.examples("serve", target_reserve=reserved_target_tokens(frames["train"]))
-    return pd.concat(frames.values(), ignore_index=True)
+    examples = pd.concat(frames.values(), ignore_index=True)
+    examples.attrs["fitted_text_by_text"] = builder.recounted
+    return examples
 
 
 def reserved_target_tokens(examples: pd.DataFrame) -> int:

@@ -6,6 +6,8 @@ import math
 import re
 from collections.abc import Callable, Sequence
 
+import pandas as pd
+
 from gpu_jobs.prompt_format import format_item_ids
 
 TEMPLATE = (
@@ -29,7 +31,8 @@ PROMPT_PATTERN = re.compile(
 
 
 def _attribute(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    # Nullable integer columns give pd.NA, which would print as "<NA>".
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return UNKNOWN
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 

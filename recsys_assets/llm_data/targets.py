@@ -20,6 +20,8 @@ from itertools import chain, zip_longest
 
 import pandas as pd
 
+from recsys_assets.llm_data.history import ordered_lists
+
 SOURCES = (
     "own_wishlist", "own_cart", "similar_users_intent", "similar_to_wishlist", "similar_to_cart", "interest_clusters",
     "next_purchases",
@@ -118,14 +120,12 @@ def open_intent(events: pd.DataFrame, purchases: pd.DataFrame, cutoff: date, sin
     bought = purchases[purchases["ts"] < cutoff_ts].groupby(["user_id", "item_id"], as_index=False)["ts"].max()
     joined = added.merge(bought, on=["user_id", "item_id"], how="left", suffixes=("", "_bought"))
     still_open = joined[joined["ts_bought"].isna() | (joined["ts_bought"] < joined["ts"])]
-    ordered = still_open.sort_values(["user_id", "ts", "item_id"], ascending=[True, False, True])
-    return ordered.groupby("user_id")["item_id"].apply(list).to_dict()
+    return ordered_lists(still_open.sort_values(["user_id", "ts", "item_id"], ascending=[True, False, True]))
 
 
 def ranked_lists(table: pd.DataFrame, key: str, value: str) -> dict[int, list[int]]:
     """{key: [value, ...]} ordered by the table's ``rank`` column."""
-    ordered = table.sort_values([key, "rank"])
-    return ordered.groupby(key)[value].apply(list).to_dict()
+    return ordered_lists(table.sort_values([key, "rank"]), key, value)
 
 
 def interleave(lists: Iterable[Sequence[int]]) -> list[int]:
