@@ -1,13 +1,16 @@
-"""Inference speed: the CTranslate2 CPU backend against the transformers reference.
+"""Inference speed: the CTranslate2 CPU backend against the transformers reference and llama.cpp.
 
     .venv/bin/python benchmarks/inference.py                     # the default grid
     .venv/bin/python benchmarks/inference.py --batch-sizes 32 --chains 4 --new-tokens 310
+    .venv/bin/python benchmarks/inference.py --vocab 0           # the output layer of the id vocabulary only
 
-Both backends run the same random-weight Llama (the reference shape: OPT-125M cut to 4
+The backends run the same random-weight Llama (the reference shape: OPT-125M cut to 4
 layers, ~69M parameters with OPT's 50k-token output layer), the same prompts in the method's
 template (the platform's grouped-digit id tokenizer) and the same chain count, through the
 same ``GenerationBackend.generate`` the generate job calls (tokenizing and decoding
-included). Every chain is forced to ``--new-tokens`` tokens so that both do equal work.
+included). llama.cpp, the peer engine a team would weigh against CTranslate2, runs the same
+checkpoint as Q8_0 GGUF through benchmarks/llama_cpp_peer.py (the ``peer-engines`` extra; the
+row says how to install it when it is missing). Every chain is forced to ``--new-tokens`` tokens so that both do equal work.
 Each configuration runs in a fresh process, after a warm-up, so peak RSS is its own.
 
 The arithmetic bound: FLOPs one user needs (prompt prefilled once, every chain's tokens
@@ -35,7 +38,8 @@ from gpu_jobs.inference.random_model import LlamaShape, random_llama, save_check
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix
 from inference_bounds import MatmulRates, decode_flops, flops_per_user, matmul_rates, prefill_flops  # beside this script
 
-BACKENDS = ("ctranslate2", "transformers")
+BACKENDS = ("ctranslate2", "transformers", "llama.cpp")
+PEER_PRECISION = "int8 (Q8_0)"  # llama.cpp's Q8_0: 8-bit weights, bounded by the int8 matmul rate like CTranslate2's int8
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,7 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--intermediate", type=int, default=2048, help="Llama's 3 MLP matrices at 2048 = OPT's 2 at 3072")
     parser.add_argument("--heads", type=int, default=12)
-    parser.add_argument("--vocab", type=int, default=50272, help="output layer rows (OPT's tokenizer: 50272)")
+    parser.add_argument(
+        "--vocab", type=int, default=50272, help="output layer rows (OPT's tokenizer: 50272; 0: the id tokenizer's own, what the platform trains)"
+    )
     parser.add_argument("--history-items", type=int, default=51, help="purchase-history ids per prompt (~300 prompt tokens)")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens per chain, forced (the method allows up to 310)")
     parser.add_argument("--users", type=int, help="users per configuration (default: one full batch)")
@@ -109,19 +115,26 @@ def build_engines(args: argparse.Namespace, workdir: Path, prompts: list[str]) -
     from recsys_assets.llm_data.tokenization import train_id_tokenizer
 
     tokenizer = train_id_tokenizer("grouped", prompts)
-    shape = LlamaShape(args.layers, args.hidden, args.intermediate, args.heads, vocab_size=args.vocab)
+    shape = LlamaShape(args.layers, args.hidden, args.intermediate, args.heads, vocab_size=args.vocab or len(tokenizer))
     model = random_llama(tokenizer, shape)
     parameters = sum(p.numel() for p in model.parameters())
     checkpoint = save_checkpoint(model, tokenizer, workdir / "model")
     CTranslate2Backend.prepare(checkpoint, workdir / "ct2")
+    if "llama.cpp" in args.backends and peer_missing() is None:
+        from llama_cpp_peer import GGUF_NAME, write_gguf
+
+        write_gguf(checkpoint, checkpoint / GGUF_NAME)
     return checkpoint, workdir / "ct2", shape, parameters
 
 
-def prompt_tokens(checkpoint: Path, prompts: list[str]) -> float:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    return sum(len(ids) for ids in tokenizer(prompts)["input_ids"]) / len(prompts)
+def peer_missing() -> str | None:
+    """Why the llama.cpp row cannot run here, or None."""
+    try:
+        import gguf  # noqa: F401
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return "llama.cpp: not installed (.venv/bin/pip install -e '.[peer-engines]', ~10 min: it compiles llama.cpp)"
+    return None
 
 
 def peak_rss_mb() -> float:
@@ -134,7 +147,7 @@ def peak_rss_mb() -> float:
 def measure(case: Case, engine_dir: Path, prompts: list[str]) -> Measurement:
     """Runs in a fresh process: warm up on one batch, measure the matmul rates available at
     this moment (a shared machine's share changes), then time all users."""
-    backend = open_engine(engine_dir, case.backend, threads=case.threads)
+    backend = open_backend(case, engine_dir, prompts)
     # No seed: a seeded CTranslate2 run reloads its generator, which is not generation time.
     forced = SamplingConfig(chains=case.chains, max_new_tokens=case.new_tokens, min_new_tokens=case.new_tokens)
     warm_up = SamplingConfig(chains=case.chains, max_new_tokens=2, min_new_tokens=2)
@@ -144,6 +157,22 @@ def measure(case: Case, engine_dir: Path, prompts: list[str]) -> Measurement:
     generations = backend.generate(prompts[: case.users], forced, case.batch_size)
     seconds = time.perf_counter() - started
     return Measurement(case, seconds, generations.generated_tokens, peak_rss_mb(), rates, os.getloadavg()[0])
+
+
+def open_backend(case: Case, engine_dir: Path, prompts: list[str]):
+    if case.backend != "llama.cpp":
+        return open_engine(engine_dir, case.backend, threads=case.threads)
+    from llama_cpp_peer import LlamaCppBackend
+
+    sequences = case.batch_size * case.chains
+    longest = max(prompt_lengths(engine_dir, prompts)) + case.new_tokens
+    return LlamaCppBackend(engine_dir, threads=case.threads, max_sequences=sequences, context_tokens=sequences * longest)
+
+
+def prompt_lengths(checkpoint: Path, prompts: list[str]) -> list[int]:
+    from transformers import AutoTokenizer
+
+    return [len(ids) for ids in AutoTokenizer.from_pretrained(checkpoint)(prompts)["input_ids"]]
 
 
 def in_fresh_process(function, *args):
@@ -162,7 +191,7 @@ class Phases:
 
 
 def profile_phases(case: Case, engine_dir: Path, prompts: list[str]) -> tuple[Phases, MatmulRates]:
-    backend = open_engine(engine_dir, case.backend, threads=case.threads)
+    backend = open_backend(case, engine_dir, prompts)
     users = prompts[: case.users]
 
     def seconds(new_tokens: int) -> float:
@@ -223,9 +252,14 @@ def main(argv=None) -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="inference-bench-"))
 
     checkpoint, ct2_dir, shape, parameters = build_engines(args, workdir, prompts)
-    engines = {"ctranslate2": ct2_dir, "transformers": checkpoint}
-    precisions = {name: EngineInfo.load(ct2_dir).precision if name == "ctranslate2" else "float32" for name in backends}
-    prompt_length = prompt_tokens(checkpoint, prompts)
+    if "llama.cpp" in backends and (missing := peer_missing()):
+        print(missing)
+        backends.remove("llama.cpp")
+    engines = {"ctranslate2": ct2_dir, "transformers": checkpoint, "llama.cpp": checkpoint}
+    precisions = {"ctranslate2": EngineInfo.load(ct2_dir).precision, "transformers": "float32", "llama.cpp": PEER_PRECISION}
+    precisions = {name: precisions[name] for name in backends}
+    lengths = prompt_lengths(checkpoint, prompts)
+    prompt_length = sum(lengths) / len(lengths)
     print(
         f"model: Llama {shape.layers} layers, hidden {shape.hidden}, MLP {shape.intermediate}, vocab {shape.vocab_size}: "
         f"{parameters / 1e6:.1f}M parameters | prompt {prompt_length:.0f} tokens, {args.new_tokens} new tokens per chain | "
