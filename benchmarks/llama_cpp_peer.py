@@ -123,7 +123,7 @@ class LlamaCppBackend:
         context_params.kv_unified = True  # every sequence in one cache: a user's chains copy its prompt
         self.context = llama_cpp.llama_init_from_model(self.model, context_params)
         self.memory = llama_cpp.llama_get_memory(self.context)
-        self.vocab = llama_cpp.llama_model_n_vocab(llama_cpp.llama_model_get_vocab(self.model))
+        self.vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model))
         self.tokenizer = AutoTokenizer.from_pretrained(str(engine_dir))
         self.rng = np.random.default_rng(0)
 
