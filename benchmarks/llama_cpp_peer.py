@@ -117,7 +117,8 @@ class LlamaCppBackend:
         self.model = llama_cpp.llama_model_load_from_file(str(Path(engine_dir) / GGUF_NAME).encode(), model_params)
         context_params = llama_cpp.llama_context_default_params()
         context_params.n_ctx = context_tokens
-        context_params.n_batch = context_params.n_ubatch = min(context_tokens, 4096)
+        # One llama_decode takes a whole batch of prompts (n_batch); llama.cpp computes it in 512-token pieces.
+        context_params.n_batch, context_params.n_ubatch = context_tokens, min(context_tokens, 512)
         context_params.n_seq_max = max_sequences
         context_params.n_threads = context_params.n_threads_batch = threads
         context_params.kv_unified = True  # every sequence in one cache: a user's chains copy its prompt
