@@ -177,29 +177,30 @@ class Builder:
         attributes = self.attributes[user]
         return build_prompt(history, user, attributes["geo"], attributes["age"], attributes["gender"], purchasing_power)
 
-    def _fit_by_sums(self, frame_tokens: int, history: list[int], target: list, target_reserve: int):
-        """(kept history, kept target) from token sums: the target first, then the newest history that fits beside it."""
+    def _fit(self, history: list[int], target: list, target_reserve: int, prompt_tokens, target_tokens):
+        """(kept history, kept target, prompt tokens, target tokens): the target first, then the newest
+        history that fits beside it. ``prompt_tokens(h)`` and ``target_tokens(items)`` measure."""
         items = [item for item, _ in target]
-        target_tokens = self.lengths.of_ids(items) + 1 if items else target_reserve
-        while items and frame_tokens + target_tokens > self.spec.max_seq_len:
+        reserved = target_tokens(items) if items else target_reserve
+        while items and prompt_tokens([]) + reserved > self.spec.max_seq_len:
             items.pop()  # only a tiny max_seq_len gets here: shorten the target until it fits
-            target_tokens = self.lengths.of_ids(items) + 1
-        kept = history[: self.lengths.longest_prefix(frame_tokens, history, self.spec.max_seq_len - target_tokens)]
-        return kept, target[: len(items)], frame_tokens + self.lengths.of_ids(kept), self.lengths.of_ids(items) + 1 if items else 0
+            reserved = target_tokens(items)
+        kept = fit_history(history, reserved, self.spec.max_seq_len, prompt_tokens)
+        return kept, target[: len(items)], prompt_tokens(kept), target_tokens(items) if items else 0
+
+    def _fit_by_sums(self, frame_tokens: int, history: list[int], target: list, target_reserve: int):
+        """The fit measured by token sums: the frame's tokens plus the ids' and separators'."""
+        return self._fit(
+            history, target, target_reserve, lambda h: frame_tokens + self.lengths.of_ids(h), lambda items: self.lengths.of_ids(items) + 1
+        )
 
     def _fit_text_by_text(self, user: int, history: list[int], target: list, purchasing_power, target_reserve: int):
-        """The same fit with every candidate text tokenized whole: for tokenizers whose lengths do not add up."""
+        """The fit with every candidate text tokenized whole: for tokenizers whose lengths do not add up."""
 
         def prompt_tokens(h) -> int:
             return self.lengths.one(generation_prefix(self._prompt(user, h, purchasing_power)))
 
-        items = [item for item, _ in target]
-        target_tokens = self._target_tokens(items) if items else target_reserve
-        while items and prompt_tokens([]) + target_tokens > self.spec.max_seq_len:
-            items.pop()
-            target_tokens = self._target_tokens(items)
-        kept = fit_history(history, target_tokens, self.spec.max_seq_len, prompt_tokens)
-        return kept, target[: len(items)], prompt_tokens(kept), self._target_tokens(items) if items else 0
+        return self._fit(history, target, target_reserve, prompt_tokens, self._target_tokens)
 
     def _count_whole(self, rows: list[dict]) -> list[int]:
         """Sets each row's lengths from its whole prompt and target; returns the rows whose earlier lengths differed."""

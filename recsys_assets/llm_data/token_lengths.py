@@ -53,12 +53,3 @@ class TokenLengths:
     def of_ids(self, item_ids: Sequence[int]) -> int:
         """Tokens of ``format_item_ids(item_ids)``, from the ids' counts."""
         return sum(self.id_tokens(item_ids)) + self.separator * max(len(item_ids) - 1, 0)
-
-    def longest_prefix(self, frame_tokens: int, item_ids: Sequence[int], budget: int) -> int:
-        """How many leading ids fit: the largest k with frame + ids[:k] (and separators) <= budget."""
-        total = frame_tokens
-        for k, tokens in enumerate(self.id_tokens(item_ids)):
-            total += tokens + (self.separator if k else 0)
-            if total > budget:
-                return k
-        return len(item_ids)
