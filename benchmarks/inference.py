@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from gpu_jobs.inference.backends import CTranslate2Backend, available_cores, open_engine
+from gpu_jobs.inference.backends import CTranslate2Backend, available_cores, exact_compute_type, int8_gemm_saturates, open_engine
 from gpu_jobs.inference.engine import EngineInfo, SamplingConfig
 from gpu_jobs.inference.random_model import LlamaShape, random_llama, save_checkpoint
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix
@@ -256,7 +256,9 @@ def main(argv=None) -> None:
         print(missing)
         backends.remove("llama.cpp")
     engines = {"ctranslate2": ct2_dir, "transformers": checkpoint, "llama.cpp": checkpoint}
-    precisions = {"ctranslate2": EngineInfo.load(ct2_dir).precision, "transformers": "float32", "llama.cpp": PEER_PRECISION}
+    # What CTranslate2 computes in here: float32 where this CPU's int8 products saturate.
+    ct2_precision = exact_compute_type(EngineInfo.load(ct2_dir).precision, int8_gemm_saturates())
+    precisions = {"ctranslate2": ct2_precision, "transformers": "float32", "llama.cpp": PEER_PRECISION}
     precisions = {name: precisions[name] for name in backends}
     lengths = prompt_lengths(checkpoint, prompts)
     prompt_length = sum(lengths) / len(lengths)

@@ -179,6 +179,7 @@ def run(args: argparse.Namespace, context: PipesContext | ConsoleContext) -> dic
     rows = len(columns["user_id"])
     metadata = {
         "backend": backend.name,
+        "precision": backend.precision,
         "engine_dir": str(args.engine_dir),
         "ranking": args.ranking,
         "users": progress.users,

@@ -29,6 +29,8 @@ from gpu_jobs.inference.backends import (
     TensorRTLLMBackend,
     TensorRTLLMUnavailable,
     backend_by_name,
+    exact_compute_type,
+    int8_gemm_saturates,
     open_engine,
 )
 from gpu_jobs.inference.engine import ENGINE_MANIFEST, EngineInfo, Generations, SamplingConfig
@@ -232,6 +234,28 @@ def test_min_new_tokens_forces_equal_work_on_both_backends(merged_model, prefixe
     for backend in (open_engine(tmp_path / "stops-ct2", threads=THREADS), open_engine(checkpoint, "transformers", threads=THREADS)):
         assert backend.generate(prefixes[:3], free, batch_size=3).generated_tokens == 0
         assert backend.generate(prefixes[:3], forced, batch_size=3).generated_tokens == 3 * 2 * CHAIN_TOKENS
+
+
+@pytest.mark.parametrize(
+    ("vendor", "flags", "machine", "saturates"),
+    [
+        ("AuthenticAMD", "sse4_1 avx2 fma", "x86_64", True),  # oneDNN without VNNI
+        ("AuthenticAMD", "avx2 avx512f avx512_vnni", "x86_64", False),
+        ("AuthenticAMD", "avx2 avx_vnni", "x86_64", False),
+        ("GenuineIntel", "avx2 fma", "x86_64", False),  # MKL
+        ("", "", "aarch64", False),  # ruy
+    ],
+)
+def test_int8_falls_back_to_float32_only_where_the_cpu_saturates_it(vendor, flags, machine, saturates):
+    cpuinfo = f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: avx512_vnni\n"
+    assert int8_gemm_saturates(cpuinfo, machine) is saturates
+    assert exact_compute_type("int8", saturates) == ("float32" if saturates else "int8")
+    assert exact_compute_type("float32", True) == "float32"
+
+
+def test_a_loaded_engine_reports_what_it_computes_in(ct2_engine):
+    engine = open_engine(ct2_engine[0], threads=THREADS)
+    assert engine.precision == exact_compute_type("int8", int8_gemm_saturates())
 
 
 def test_open_engine_needs_a_manifest_or_a_named_backend(merged_model, ct2_engine):

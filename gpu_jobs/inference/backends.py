@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +40,34 @@ from gpu_jobs.inference.memory import keep_freed_memory_for_reuse
 
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def int8_gemm_saturates(cpuinfo: str | None = None, machine: str | None = None) -> bool:
+    """Whether CTranslate2's int8 matrix products come out wrong on this CPU.
+
+    CTranslate2 multiplies int8 matrices with MKL on Intel CPUs and with oneDNN on other x86
+    CPUs. Without the VNNI dot-product instructions, oneDNN's u8s8 kernel adds pairs of
+    products in 16 bits with saturation (``vpmaddubsw``), so large activations are clipped.
+    Measured on an AMD EPYC with AVX2 and no VNNI: a logit of 160 came out as 1.26, and a toy
+    model's valid-id rate fell from 0.63 to 0.53 against the fp32 reference. ARM CPUs (ruy)
+    and Intel CPUs (MKL) are exact.
+    """
+    if (machine or platform.machine()).lower() not in {"x86_64", "amd64"}:
+        return False
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:  # not Linux: no way to tell, and MKL serves the common case (Intel)
+            return False
+    first_core = cpuinfo.split("\n\n", 1)[0]
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in first_core.splitlines())}
+    flags = set(fields.get("flags", "").split())
+    return fields.get("vendor_id") != "GenuineIntel" and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
+def exact_compute_type(requested: str, saturates: bool) -> str:
+    """The requested compute type, or float32 where int8 products saturate on this CPU."""
+    return "float32" if requested.startswith("int8") and saturates else requested
 
 
 def _finish(backend: type[GenerationBackend], precision: str, started: float, merged_model_dir: Path, out_dir: Path) -> EngineInfo:
@@ -74,14 +104,21 @@ class CTranslate2Backend:
         keep_freed_memory_for_reuse()  # before the generator's threads allocate (see memory.py)
         self._ctranslate2 = ctranslate2
         self.engine_dir = Path(engine_dir)
-        self.compute_type = resolve_precision(type(self), precision)
+        requested = resolve_precision(type(self), precision)
+        self.precision = exact_compute_type(requested, int8_gemm_saturates())
+        if self.precision != requested:
+            print(
+                f"ctranslate2: this CPU's int8 products saturate (no VNNI; see int8_gemm_saturates), "
+                f"computing in {self.precision} instead of {requested}",
+                file=sys.stderr,
+            )
         self.threads = threads or available_cores()
         self.generator = self._load_generator()
         self.tokenizer = AutoTokenizer.from_pretrained(str(engine_dir))
 
     def _load_generator(self):
         return self._ctranslate2.Generator(
-            str(self.engine_dir), device="cpu", compute_type=self.compute_type, inter_threads=1, intra_threads=self.threads
+            str(self.engine_dir), device="cpu", compute_type=self.precision, inter_threads=1, intra_threads=self.threads
         )
 
     def generate(self, prefixes: Sequence[str], sampling: SamplingConfig, batch_size: int) -> Generations:
@@ -136,7 +173,8 @@ class TransformersBackend:
         keep_freed_memory_for_reuse()  # the reference gets the same allocator (see memory.py)
         self._torch = torch
         torch.set_num_threads(threads or available_cores())
-        dtype = getattr(torch, resolve_precision(type(self), precision))
+        self.precision = resolve_precision(type(self), precision)
+        dtype = getattr(torch, self.precision)
         self.model = AutoModelForCausalLM.from_pretrained(str(engine_dir), dtype=dtype).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(str(engine_dir), padding_side="left")
         if self.tokenizer.pad_token is None:
@@ -235,9 +273,8 @@ class TensorRTLLMBackend:
         # The C++ sampler: it seeds each request from SamplingParams.seed. The PyTorch backend's
         # default (TorchSampler) draws from one process-wide generator in the 1.2 release and
         # ignores the per-request seed, so --seed would change nothing on GPU.
-        self.llm = self._tensorrt_llm.LLM(
-            model=str(engine_dir), dtype=resolve_precision(type(self), precision), sampler_type="TRTLLMSampler"
-        )
+        self.precision = resolve_precision(type(self), precision)
+        self.llm = self._tensorrt_llm.LLM(model=str(engine_dir), dtype=self.precision, sampler_type="TRTLLMSampler")
 
     def generate(self, prefixes: Sequence[str], sampling: SamplingConfig, batch_size: int) -> Generations:
         # In-flight batching schedules the requests; n > 1 runs the context phase once per

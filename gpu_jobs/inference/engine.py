@@ -89,6 +89,7 @@ class GenerationBackend(Protocol):
 
     name: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]  # the first is the default
+    precision: str  # what this loaded engine computes in
 
     @classmethod
     def prepare(cls, merged_model_dir: Path, out_dir: Path, precision: str | None = None) -> EngineInfo: ...
