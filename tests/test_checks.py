@@ -15,7 +15,7 @@ from recsys_assets.candidates.checks import CHECKS, build_check
 from recsys_assets.candidates.tables import TABLES
 from recsys_assets.evaluation.assets import with_generated_valid_id_rate
 from recsys_assets.evaluation.checks import baseline_lists_check
-from recsys_assets.llm_data.checks import leakage_check, round_trip_check, template_check, token_budget_check
+from recsys_assets.llm_data.checks import DatasetChecks, leakage_check, round_trip_check, template_check, token_budget_check
 from recsys_assets.llm_data.prompts import build_prompt
 from recsys_assets.llm_data.tokenization import train_id_tokenizer
 from recsys_assets.serving.checks import every_user_served_check, full_lists_check, valid_ids_check
@@ -117,6 +117,18 @@ def test_leakage_fails_on_a_history_item_bought_after_the_cutoff():
     leaked = pd.DataFrame([example(2, [100], split="test", cutoff=DATES.test_start)])
     result = leakage_check(leaked, PURCHASES, DATES)
     assert not result.passed and result.metadata["violations"].value == 1
+
+
+def test_checks_over_chunks_count_what_each_chunk_broke():
+    """The asset checks the dataset a chunk of users at a time: a fault in a later chunk still fails."""
+    checks = DatasetChecks(PURCHASES, DATES, max_seq_len=150)
+    checks.add(pd.DataFrame([example(1, [101, 100])]), serve_target_tokens=50)
+    checks.add(pd.DataFrame([example(2, [100], split="test", cutoff=DATES.test_start)]), serve_target_tokens=50)
+    checks.add(pd.DataFrame([example(3, [], split="serve", target_tokens=0, prompt_tokens=120)]), serve_target_tokens=50)
+    template, budget, leakage = checks.results()
+    assert template.passed and template.metadata["checked"].value == 3
+    assert not budget.passed and budget.metadata["longest"].value == 170  # the serve prompt beside its answer's room
+    assert not leakage.passed and leakage.metadata["violations"].value == 1 and leakage.metadata["checked"].value == 3
 
 
 def test_leakage_fails_on_a_training_example_cut_off_in_the_test_period():

@@ -325,3 +325,25 @@ def test_token_sums_fit_exactly_what_counting_whole_texts_fits(option):
     text_by_text = build_dataset(market, spec, dates, off)
     assert text_by_text.attrs["fitted_text_by_text"] > 100
     pd.testing.assert_frame_equal(text_by_text, by_sums)
+
+
+def test_examples_do_not_depend_on_how_many_users_are_built_at_a_time(tmp_path):
+    """The asset builds a chunk of users at a time (flat memory at 1M users); the chunks must add up
+    to the one-frame dataset, in the files too."""
+    from recsys_assets.llm_data.dataset import SPLITS, Builder, SplitFiles, one_frame
+
+    market, dates = _mixed_length_market()
+    spec = DatasetSpec({"next_purchases": 1.0}, train_windows=2, max_seq_len=120)
+    whole = Builder(market, spec, dates, WORDS)
+    expected = one_frame(whole.chunks())
+    chunked = Builder(market, spec, dates, WORDS, users_per_chunk=7)
+    with SplitFiles(tmp_path / "dataset") as files:
+        for chunk in chunked.chunks():
+            assert chunk["user_id"].nunique() <= 7
+            files.write(chunk)
+    assert chunked.serve_target_tokens == whole.serve_target_tokens > 0
+    written = pd.concat([pd.read_parquet(tmp_path / "dataset" / f"{split}.parquet") for split in SPLITS], ignore_index=True)
+    assert len(written) == len(expected) and set(written["split"]) == set(expected["split"]) >= {"train", "serve"}
+    for column in ("user_id", "split", "prompt", "target", "prompt_tokens", "target_tokens", "history_length"):
+        assert written[column].tolist() == expected[column].tolist(), column
+    assert written["target_item_ids"].map(list).tolist() == expected["target_item_ids"].tolist()

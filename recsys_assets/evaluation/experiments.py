@@ -29,7 +29,7 @@ from recsys_assets.evaluation.metrics import TrainingStats, evaluate
 from recsys_assets.evaluation.tables import EXPERIMENTS, append_results
 from recsys_assets.keys import EXPERIMENT_STUDIES, ID_TOKENIZER
 from recsys_assets.llm_data.assets import CANDIDATE_DEPS, FEATURE_DEPS, PromptDatasetConfig, load_market_data
-from recsys_assets.llm_data.dataset import MarketData, build_dataset, reserved_target_tokens
+from recsys_assets.llm_data.dataset import Builder, MarketData, SplitFiles, reserved_target_tokens
 from recsys_assets.llm_data.token_lengths import TokenLengths
 from recsys_assets.llm_data.targets import PRESETS
 from recsys_assets.model.assets import FineTuneConfig
@@ -113,12 +113,14 @@ class Experiment:
 
 def write_dataset(experiment: Experiment, strategy: str, lengths: TokenLengths) -> Path:
     """The prompt dataset with ``strategy``'s targets (val/test targets are the next purchases either way)."""
-    examples = build_dataset(experiment.market, experiment.config.dataset.spec(strategy), experiment.dates, lengths)
+    builder = Builder(experiment.market, experiment.config.dataset.spec(strategy), experiment.dates, lengths)
     # The folder name is part of the model version: unique per run and strategy, so that the
     # strategies' models do not share a version (and a folder).
     folder = experiment.folder / "datasets" / f"{experiment.folder.name[:8]}-{strategy}"
-    for split in ("train", "val", "test"):
-        examples[examples["split"] == split].to_parquet(experiment.paths.local(folder / f"{split}.parquet"), index=False)
+    splits = ("train", "val", "test")
+    with SplitFiles(experiment.paths.local(folder), splits) as files:
+        for chunk in builder.chunks(splits):
+            files.write(chunk)
     return folder
 
 
@@ -141,7 +143,7 @@ def generate_and_score(experiment: Experiment, dataset: Path, engine: Path, chai
     output = experiment.folder / "recommendations" / f"{dataset.name}-{chains}-chains.parquet"
     args = ["--engine-dir", paths.job(engine), "--prompts", paths.job(dataset / "test.parquet"), "--output", paths.job(output)]
     args += ["--catalog", paths.job(experiment.folder / "catalog.parquet"), "--bought", paths.job(experiment.folder / "bought.parquet")]
-    reserved = reserved_target_tokens(pd.read_parquet(paths.local(dataset / "train.parquet")))
+    reserved = reserved_target_tokens(pd.read_parquet(paths.local(dataset / "train.parquet"), columns=["target_tokens"])["target_tokens"])
     args += experiment.generation.job_args(reserved, experiment.keep_bought, chains)
     generated = experiment.run_job("gpu_jobs.generate", args)
     recommendations = pd.read_parquet(paths.local(output), columns=["user_id", "rank", "item_id"])

@@ -3,15 +3,17 @@
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from datetime import date
 
 import dagster as dg
 import pandas as pd
 
+from gpu_jobs.model_folder import publish
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix
 from recsys_assets.keys import FCT_PURCHASES, ID_TOKENIZER, ITEM_FEATURES, PROMPT_DATASET
-from recsys_assets.llm_data.checks import dataset_check_specs, dataset_checks, round_trip_check, tokenizer_check_specs
-from recsys_assets.llm_data.dataset import SPLITS, DatasetSpec, MarketData, build_dataset, realized_shares, reserved_target_tokens
+from recsys_assets.llm_data.checks import DatasetChecks, dataset_check_specs, round_trip_check, tokenizer_check_specs
+from recsys_assets.llm_data.dataset import SPLITS, Builder, DatasetSpec, DatasetSummary, MarketData, SplitFiles
 from recsys_assets.llm_data.history import histories_before
 from recsys_assets.llm_data.prompts import build_prompt
 from recsys_assets.llm_data.targets import ranked_lists, resolve_shares
@@ -179,8 +181,23 @@ def id_tokenizer(
     )
 
 
-def load_market_data(conn) -> MarketData:
-    def ranked(table: str, key: str, value: str) -> dict:
+# Which candidate tables a target source reads: at 1M users the similar-users and cluster lists are
+# tens of millions of ids, loaded only for a mix that uses them.
+_CANDIDATES_OF_SOURCE = {
+    "similar_users_intent": "similar_users",
+    "similar_to_wishlist": "similar_items",
+    "similar_to_cart": "similar_items",
+    "interest_clusters": "cluster_candidates",
+}
+
+
+def load_market_data(conn, sources: Iterable[str] | None = None) -> MarketData:
+    """The warehouse tables the prompt dataset reads; candidate lists only for ``sources`` (None: all)."""
+    wanted = set(_CANDIDATES_OF_SOURCE.values()) if sources is None else {_CANDIDATES_OF_SOURCE.get(s) for s in sources}
+
+    def ranked(field: str, table: str, key: str, value: str) -> dict:
+        if field not in wanted:
+            return {}
         return ranked_lists(_read(conn, f"SELECT {key}, rank, {value} FROM candidates.{table}"), key, value)
 
     return MarketData(
@@ -189,34 +206,30 @@ def load_market_data(conn) -> MarketData:
         cart=_read(conn, "SELECT user_id, item_id, ts FROM staging.stg_cart"),
         users=_read(conn, "SELECT user_id, gender, age, geo FROM staging.stg_users"),
         price_percentile=dict(conn.execute("SELECT item_id, price_percentile FROM features.item_features").fetchall()),
-        similar_items=ranked("similar_items", "item_id", "neighbour_item_id"),
-        similar_users=ranked("similar_users", "user_id", "neighbour_user_id"),
-        cluster_candidates=ranked("user_cluster_candidates", "user_id", "item_id"),
+        similar_items=ranked("similar_items", "similar_items", "item_id", "neighbour_item_id"),
+        similar_users=ranked("similar_users", "similar_users", "user_id", "neighbour_user_id"),
+        cluster_candidates=ranked("cluster_candidates", "user_cluster_candidates", "user_id", "item_id"),
     )
 
 
-def _dataset_metadata(examples: pd.DataFrame, spec: DatasetSpec) -> dict:
-    counts = examples["split"].value_counts().to_dict()
-    train = examples[examples["split"] == "train"]
-    total = examples["prompt_tokens"] + examples["target_tokens"]
-    preview = train.head(5)[["user_id", "prompt", "target"]]
+def _dataset_metadata(summary: DatasetSummary, spec: DatasetSpec, fitted_text_by_text: int) -> dict:
     return {
-        **{f"rows_{split}": int(counts.get(split, 0)) for split in SPLITS},
-        "dagster/row_count": len(examples),
+        **{f"rows_{split}": summary.rows[split] for split in SPLITS},
+        "dagster/row_count": sum(summary.rows.values()),
         "configured_shares": dg.MetadataValue.json(spec.shares),
-        "train_cutoffs": dg.MetadataValue.json(sorted({str(c) for c in train["cutoff"]})),
-        "realized_shares_train": dg.MetadataValue.json(realized_shares(train)),
-        "train_examples_with_complete_mix": int(train["mix_complete"].sum()),
-        "cold_start_prompts": int((examples["history_length"] == 0).sum()),
-        "train_users": int(train["user_id"].nunique()),
-        "serve_users": int((examples["split"] == "serve").sum()),
-        "mean_prompt_tokens": round(float(examples["prompt_tokens"].mean()), 1),
-        "mean_target_tokens_train": round(float(train["target_tokens"].mean()), 1) if len(train) else 0.0,
-        "max_total_tokens": int(total.max()),
+        "train_cutoffs": dg.MetadataValue.json(sorted(summary.train_cutoffs)),
+        "realized_shares_train": dg.MetadataValue.json(summary.realized_shares),
+        "train_examples_with_complete_mix": summary.train_mix_complete,
+        "cold_start_prompts": summary.cold_start_prompts,
+        "train_users": len(summary.train_users),
+        "serve_users": summary.rows["serve"],
+        "mean_prompt_tokens": summary.mean_prompt_tokens,
+        "mean_target_tokens_train": summary.mean_train_target_tokens,
+        "max_total_tokens": summary.longest,
         "max_seq_len": spec.max_seq_len,
         # Lengths are sums of the ids' and the frame's tokens, confirmed whole; these did not add up and were refitted.
-        "examples_fitted_text_by_text": int(examples.attrs.get("fitted_text_by_text", 0)),
-        "preview": frame_table(preview),
+        "examples_fitted_text_by_text": fitted_text_by_text,
+        **({"preview": frame_table(summary.preview)} if summary.preview is not None else {}),
     }
 
 
@@ -244,25 +257,37 @@ def prompt_dataset(
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_path))
     with warehouse.get_connection() as conn:
         dates = splits.dates(conn)
-        data = load_market_data(conn)
+        data = load_market_data(conn, spec.shares)
     context.log.info(f"Building prompts: train before {dates.val_start}, val {dates.val_start}.., test {dates.test_start}..{dates.end}")
 
-    examples = build_dataset(data, spec, dates, TokenLengths.of_tokenizer(tokenizer))
-    version = _version(config.model_dump(), str(tokenizer_path), dates.__dict__, int(pd.util.hash_pandas_object(examples[["user_id", "prompt", "target"]]).sum()))
-    folder = artifacts.path("datasets", version, "dataset.json").parent
-    for split in SPLITS:
-        examples[examples["split"] == split].to_parquet(folder / f"{split}.parquet", index=False)
-    metadata = _dataset_metadata(examples, spec)
+    builder = Builder(data, spec, dates, TokenLengths.of_tokenizer(tokenizer))
+    checks = DatasetChecks(data.purchases, dates, spec.max_seq_len)
+    summary = DatasetSummary()
+    # Written under a staging name and swapped in whole: a killed run leaves no half-written version.
+    staging = artifacts.folder("datasets", f".building-{context.run_id}")
+    with SplitFiles(staging) as files:
+        for chunk in builder.chunks():
+            files.write(chunk)
+            summary.add(chunk)
+            checks.add(chunk, builder.serve_target_tokens)
+            if len(chunk):
+                context.log.info(
+                    f"{chunk['split'].iloc[0]} cut-off {chunk['cutoff'].iloc[0]}: users up to {chunk['user_id'].iloc[-1]}, "
+                    f"{sum(summary.rows.values()):,} examples in {time.perf_counter() - started:.0f} s"
+                )
+    version = _version(config.model_dump(), str(tokenizer_path), dates.__dict__, files.content_hash)
+    folder = artifacts.path("datasets", version)
     manifest = {
         "dataset_version": version,
         "config": config.model_dump(),
         "shares": spec.shares,
         "tokenizer_path": str(tokenizer_path),
         "split_dates": {k: str(v) for k, v in dates.__dict__.items()},
-        "rows": {split: int((examples["split"] == split).sum()) for split in SPLITS},
-        "serve_target_tokens": reserved_target_tokens(examples),
+        "rows": {split: summary.rows[split] for split in SPLITS},
+        "serve_target_tokens": builder.serve_target_tokens,
     }
-    (folder / "dataset.json").write_text(json.dumps(manifest, indent=2))
+    (staging / "dataset.json").write_text(json.dumps(manifest, indent=2))
+    publish(staging, folder)
     return dg.MaterializeResult(
         metadata={
             "dataset_version": version,
@@ -270,9 +295,9 @@ def prompt_dataset(
             "tokenizer_path": str(tokenizer_path),
             "split_dates": dg.MetadataValue.json(manifest["split_dates"]),
             "duration": duration(time.perf_counter() - started),
-            **metadata,
+            **_dataset_metadata(summary, spec, builder.recounted),
         },
-        check_results=dataset_checks(examples, data.purchases, dates, spec.max_seq_len, manifest["serve_target_tokens"]),
+        check_results=checks.results(),
     )
 
 

@@ -8,15 +8,21 @@ no target: what recommendations are generated from).
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import chain
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix
-from recsys_assets.llm_data.history import histories_before, items_bought_between
+from recsys_assets.llm_data.history import ByUser, histories_before, items_bought_between
 from recsys_assets.llm_data.prompts import build_prompt, fit_history
 from recsys_assets.llm_data.targets import interleave, mix_target, open_intent, quotas
 from recsys_assets.llm_data.token_lengths import TokenLengths
@@ -111,63 +117,100 @@ _NEEDS_WISHLIST = {"own_wishlist", "similar_users_intent", "similar_to_wishlist"
 _NEEDS_CART = {"own_cart", "similar_users_intent", "similar_to_cart"}
 
 
-class Builder:
-    """Builds examples for one split; ``lengths`` measures them with the id tokenizer."""
+# Users whose examples are built, checked and written at a time: memory stays flat however large the
+# marketplace (at 1M users the whole dataset as one frame of rows did not fit in 24 GB).
+USERS_PER_CHUNK = 50_000
 
-    def __init__(self, data: MarketData, spec: DatasetSpec, dates: SplitDates, lengths: TokenLengths):
+
+class Builder:
+    """Builds the examples of each split a chunk of users at a time; ``lengths`` measures them with
+    the id tokenizer. A chunk's examples do not depend on the chunk size."""
+
+    def __init__(self, data: MarketData, spec: DatasetSpec, dates: SplitDates, lengths: TokenLengths, users_per_chunk: int = USERS_PER_CHUNK):
         self.data, self.spec, self.dates, self.lengths = data, spec, dates, lengths
+        self.users_per_chunk = users_per_chunk
         self.attributes = data.users.set_index("user_id")[["geo", "age", "gender"]].to_dict("index")
+        self.purchases = ByUser(data.purchases)
         # Serve, val and test prompts cover every user; training examples only the sample.
         self.train_users = training_sample(data.purchases, list(self.attributes), dates.train_cutoff, spec.train_users, spec.seed)
+        self.serve_target_tokens = 0  # room a serve prompt leaves for its answer, set once training examples are built
         self.recounted = 0  # examples whose lengths were not sums of their parts (fitted text by text)
 
     def train_cutoffs(self) -> list[date]:
         """The training cut-off and the ``train_windows - 1`` cut-offs before it, newest first."""
         return [self.dates.train_cutoff - timedelta(days=k * self.spec.window_days) for k in range(self.spec.train_windows)]
 
-    def examples(self, split: str, target_reserve: int = 0) -> pd.DataFrame:
-        cutoffs = self.train_cutoffs() if split == "train" else [self.dates.prompt_cutoff(split)]
-        return pd.concat([self._examples_at(split, cutoff, target_reserve) for cutoff in cutoffs], ignore_index=True)
+    def chunks(self, splits: Sequence[str] = SPLITS) -> Iterator[pd.DataFrame]:
+        """The examples of ``splits``, a frame per chunk of users, training first: serve prompts leave
+        room for an answer as long as the training targets (``reserved_target_tokens``)."""
+        train_target_tokens = []
+        for split in splits:
+            if split == "serve":
+                self.serve_target_tokens = reserved_target_tokens(np.concatenate(train_target_tokens or [np.empty(0)]))
+            for chunk in self.split_chunks(split):
+                if split == "train":
+                    train_target_tokens.append(chunk["target_tokens"].to_numpy())
+                yield chunk
 
-    def _examples_at(self, split: str, cutoff: date, target_reserve: int) -> pd.DataFrame:
-        histories = histories_before(self.data.purchases, cutoff, self.spec.history_max_items)
-        power = purchasing_power_at(self.data.purchases, self.data.price_percentile, cutoff)
-        targets = self._targets(split, cutoff, histories)
-        users = sorted(targets if split != "serve" else self.attributes)
+    def examples(self, split: str) -> pd.DataFrame:
+        """One split's examples in one frame (serve prompts: beside ``serve_target_tokens``)."""
+        return one_frame(self.split_chunks(split))
+
+    def split_chunks(self, split: str) -> Iterator[pd.DataFrame]:
+        cutoffs = self.train_cutoffs() if split == "train" else [self.dates.prompt_cutoff(split)]
+        users = sorted(self.train_users if split == "train" else self.attributes)
+        for cutoff in cutoffs:
+            # What ranks or links users across the marketplace is computed once per cut-off, not per chunk.
+            power = purchasing_power_at(self.data.purchases, self.data.price_percentile, cutoff)
+            intent = self._open_intent(cutoff) if split == "train" else ({}, {})
+            for start in range(0, len(users), self.users_per_chunk):
+                chunk = users[start : start + self.users_per_chunk]
+                yield self._examples_of(split, cutoff, chunk, power, intent)
+
+    def _examples_of(self, split: str, cutoff: date, users: list[int], power: dict, intent: tuple[dict, dict]) -> pd.DataFrame:
+        purchases = self.purchases.between(users[0], users[-1])
+        histories = histories_before(purchases, cutoff, self.spec.history_max_items)
+        targets = self._targets(split, cutoff, users, histories, purchases, intent)
+        users = users if split == "serve" else [user for user in users if user in targets]
+        reserve = self.serve_target_tokens if split == "serve" else 0
         self.lengths.learn_ids(chain.from_iterable([histories.get(u, []) for u in users] + [[i for i, _ in t] for t in targets.values()]))
         frames = self.lengths.exact([generation_prefix(self._prompt(user, [], power.get(user))) for user in users])
         rows = [
-            self._row(split, cutoff, user, *self._fit_by_sums(frame, histories.get(user, []), targets.get(user, []), target_reserve), power.get(user))
+            self._row(split, cutoff, user, *self._fit_by_sums(frame, histories.get(user, []), targets.get(user, []), reserve), power.get(user))
             for user, frame in zip(users, frames)
         ]
         # The sums are checked against whole texts in one batch; where they were off, fit text by text.
         off = self._count_whole(rows)
         for index in off:
             user = rows[index]["user_id"]
-            fitted = self._fit_text_by_text(user, histories.get(user, []), targets.get(user, []), power.get(user), target_reserve)
+            fitted = self._fit_text_by_text(user, histories.get(user, []), targets.get(user, []), power.get(user), reserve)
             rows[index] = self._row(split, cutoff, user, *fitted, power.get(user))
         self.recounted += len(off)
         if off:
             self._count_whole([rows[index] for index in off])
         return pd.DataFrame(rows, columns=_COLUMNS)
 
-    def _targets(self, split: str, cutoff: date, histories) -> dict[int, list[tuple[int, str]]]:
+    def _open_intent(self, cutoff: date) -> tuple[dict, dict]:
+        """Open wishlists and carts at ``cutoff``, of every user (similar users' count too), where the mix uses them."""
+        wanted, since = set(self.spec.shares), cutoff - timedelta(days=self.spec.intent_days)
+        wishlist = open_intent(self.data.wishlist, self.data.purchases, cutoff, since) if wanted & _NEEDS_WISHLIST else {}
+        cart = open_intent(self.data.cart, self.data.purchases, cutoff, since) if wanted & _NEEDS_CART else {}
+        return wishlist, cart
+
+    def _targets(self, split: str, cutoff: date, users, histories, purchases, intent) -> dict[int, list[tuple[int, str]]]:
+        """Targets of ``users`` (whose purchases are ``purchases``)."""
         if split == "serve":
             return {}
         if split in ("val", "test"):
             start, end = self.dates.period(split)
-            bought = items_bought_between(self.data.purchases, start, end)
+            bought = items_bought_between(purchases, start, end)
             return {u: [(i, "next_purchases") for i in items[: self.spec.target_items]] for u, items in bought.items()}
-        wanted = set(self.spec.shares)
-        since = cutoff - timedelta(days=self.spec.intent_days)
-        wishlist = open_intent(self.data.wishlist, self.data.purchases, cutoff, since) if wanted & _NEEDS_WISHLIST else {}
-        cart = open_intent(self.data.cart, self.data.purchases, cutoff, since) if wanted & _NEEDS_CART else {}
         # Never past the training cut-off: the newest window's next purchases are the val period.
         window_end = min(cutoff + timedelta(days=self.spec.window_days), self.dates.train_cutoff)
-        bought_next = items_bought_between(self.data.purchases, cutoff, window_end) if "next_purchases" in wanted else {}
+        bought_next = items_bought_between(purchases, cutoff, window_end) if "next_purchases" in self.spec.shares else {}
         targets = {}
-        for user in self.train_users:
-            sources = target_sources(user, wishlist, cart, bought_next, self.data, self.spec.shares)
+        for user in users:
+            sources = target_sources(user, *intent, bought_next, self.data, self.spec.shares)
             mixed = mix_target(sources, self.spec.shares, self.spec.target_items, exclude=histories.get(user, []))
             if mixed:
                 targets[user] = mixed
@@ -245,22 +288,105 @@ _COLUMNS = [
 ]  # fmt: skip
 
 
+def one_frame(chunks: Iterator[pd.DataFrame]) -> pd.DataFrame:
+    frames = list(chunks)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=_COLUMNS)
+
+
 def build_dataset(data: MarketData, spec: DatasetSpec, dates: SplitDates, lengths: TokenLengths) -> pd.DataFrame:
-    """Every split's examples; ``attrs["fitted_text_by_text"]`` counts those whose token sums were off."""
+    """Every split's examples in one frame, for data small enough to hold (tests, the quality drill);
+    ``attrs["fitted_text_by_text"]`` counts those whose token sums were off."""
     builder = Builder(data, spec, dates, lengths)
-    frames = {split: builder.examples(split) for split in ("train", "val", "test")}
-    frames["serve"] = builder.examples("serve", target_reserve=reserved_target_tokens(frames["train"]))
-    examples = pd.concat(frames.values(), ignore_index=True)
+    examples = one_frame(builder.chunks())
     examples.attrs["fitted_text_by_text"] = builder.recounted
     return examples
 
 
-def reserved_target_tokens(examples: pd.DataFrame) -> int:
+def reserved_target_tokens(train_target_tokens) -> int:
     """Room a serving prompt leaves for its answer: as long as 90% of the training targets."""
-    train = examples[examples["split"] == "train"]
-    return int(np.ceil(np.quantile(train["target_tokens"], 0.9))) if len(train) else 0
+    tokens = np.asarray(train_target_tokens)
+    return int(np.ceil(np.quantile(tokens, 0.9))) if len(tokens) else 0
 
 
-def realized_shares(examples: pd.DataFrame) -> dict[str, float]:
-    sources = examples["target_sources"].explode().dropna()
-    return (sources.value_counts(normalize=True).round(4)).to_dict()
+DATASET_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()), ("split", pa.string()), ("cutoff", pa.date32()), ("prompt", pa.string()),
+        ("target", pa.string()), ("target_item_ids", pa.list_(pa.int64())), ("target_sources", pa.list_(pa.string())),
+        ("mix_complete", pa.bool_()), ("history_length", pa.int64()), ("prompt_tokens", pa.int64()),
+        ("target_tokens", pa.int64()),
+    ]
+)  # fmt: skip
+
+
+class SplitFiles:
+    """One Parquet file per split in ``folder``, written a chunk (row group) at a time, and a digest of
+    what was written (users, prompts, targets): the dataset's content version."""
+
+    def __init__(self, folder: Path, splits: Sequence[str] = SPLITS):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.writers = {split: pq.ParquetWriter(Path(folder) / f"{split}.parquet", DATASET_SCHEMA) for split in splits}
+        self._digest = hashlib.sha1()
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        (split,) = chunk["split"].unique() if len(chunk) else (None,)
+        if split is None:
+            return
+        self.writers[split].write_table(pa.Table.from_pandas(chunk, schema=DATASET_SCHEMA, preserve_index=False))
+        self._digest.update(pd.util.hash_pandas_object(chunk[["user_id", "prompt", "target"]], index=False).to_numpy().tobytes())
+
+    @property
+    def content_hash(self) -> str:
+        return self._digest.hexdigest()[:12]
+
+    def __enter__(self) -> SplitFiles:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+@dataclass
+class DatasetSummary:
+    """What a person checks on a built dataset, gathered chunk by chunk."""
+
+    rows: Counter = field(default_factory=Counter)  # per split
+    prompt_tokens: int = 0
+    longest: int = 0  # prompt + target tokens
+    cold_start_prompts: int = 0
+    train_target_tokens: int = 0
+    train_sources: Counter = field(default_factory=Counter)
+    train_mix_complete: int = 0
+    train_users: set = field(default_factory=set)
+    train_cutoffs: set = field(default_factory=set)
+    preview: pd.DataFrame | None = None  # the first training examples
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        if not len(chunk):
+            return
+        split = chunk["split"].iloc[0]
+        self.rows[split] += len(chunk)
+        self.prompt_tokens += int(chunk["prompt_tokens"].sum())
+        self.longest = max(self.longest, int((chunk["prompt_tokens"] + chunk["target_tokens"]).max()))
+        self.cold_start_prompts += int((chunk["history_length"] == 0).sum())
+        if split == "train":
+            self.train_target_tokens += int(chunk["target_tokens"].sum())
+            self.train_sources.update(chunk["target_sources"].explode().dropna())
+            self.train_mix_complete += int(chunk["mix_complete"].sum())
+            self.train_users.update(chunk["user_id"].tolist())
+            self.train_cutoffs.update(str(c) for c in chunk["cutoff"].unique())
+            if self.preview is None:
+                self.preview = chunk.head(5)[["user_id", "prompt", "target"]]
+
+    @property
+    def realized_shares(self) -> dict[str, float]:
+        total = sum(self.train_sources.values())
+        return {source: round(n / total, 4) for source, n in self.train_sources.most_common()} if total else {}
+
+    @property
+    def mean_prompt_tokens(self) -> float:
+        return round(self.prompt_tokens / max(sum(self.rows.values()), 1), 1)
+
+    @property
+    def mean_train_target_tokens(self) -> float:
+        return round(self.train_target_tokens / self.rows["train"], 1) if self.rows["train"] else 0.0

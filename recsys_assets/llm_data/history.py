@@ -8,6 +8,20 @@ import numpy as np
 import pandas as pd
 
 
+class ByUser:
+    """Rows sorted by user once, so that the rows of a range of users are a slice, not a scan: the
+    prompt dataset is built a chunk of users at a time."""
+
+    def __init__(self, rows: pd.DataFrame):
+        self.rows = rows.sort_values("user_id", kind="stable", ignore_index=True)
+        self._users = self.rows["user_id"].to_numpy()
+
+    def between(self, first: int, last: int) -> pd.DataFrame:
+        """The rows of users ``first`` to ``last``, both included."""
+        start, end = np.searchsorted(self._users, first, side="left"), np.searchsorted(self._users, last, side="right")
+        return self.rows.iloc[start:end]
+
+
 def ordered_lists(rows: pd.DataFrame, key: str = "user_id", value: str = "item_id") -> dict[int, list[int]]:
     """{key: values in row order} for rows already sorted by ``key``: one split of the column, where a
     pandas ``groupby(...).apply(list)`` builds a Python list per group (seconds per million rows)."""

@@ -83,8 +83,7 @@ def user_recommendations(
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     shard = shard_range(context.partition_key)
-    serve = load_prompts(context, "serve")
-    prompts = serve[serve["user_id"].between(shard.lo, shard.hi)]
+    prompts = load_prompts(context, "serve", users=(shard.lo, shard.hi))
     catalog, bought = catalog_and_bought(warehouse, shard.sql_filter())
     context.log.info(f"Shard {context.partition_key}: {len(prompts)} users")
     keep_bought, policy = repeat_policy(context, warehouse, generation)

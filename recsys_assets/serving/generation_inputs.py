@@ -19,8 +19,11 @@ def dataset_manifest(context: dg.AssetExecutionContext) -> dict:
     return json.loads((latest_artifact(context.instance, PROMPT_DATASET) / "dataset.json").read_text())
 
 
-def load_prompts(context: dg.AssetExecutionContext, split: str) -> pd.DataFrame:
-    return pd.read_parquet(latest_artifact(context.instance, PROMPT_DATASET) / f"{split}.parquet")
+def load_prompts(context: dg.AssetExecutionContext, split: str, users: tuple[int, int] | None = None) -> pd.DataFrame:
+    """One split of the prompt dataset; ``users``: only the ids from lo to hi (a shard's). The files are
+    written a chunk of users at a time, so a shard reads its own row groups, not a million prompts."""
+    filters = [("user_id", ">=", users[0]), ("user_id", "<=", users[1])] if users else None
+    return pd.read_parquet(latest_artifact(context.instance, PROMPT_DATASET) / f"{split}.parquet", filters=filters)
 
 
 def repeat_policy(context: dg.AssetExecutionContext, warehouse: Warehouse, generation: GenerationSettings) -> tuple[bool, str]:
