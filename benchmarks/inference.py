@@ -35,6 +35,7 @@ from pathlib import Path
 from gpu_jobs.inference.backends import CTranslate2Backend, available_cores, exact_compute_type, int8_gemm_saturates, open_engine
 from gpu_jobs.inference.engine import EngineInfo, SamplingConfig
 from gpu_jobs.inference.random_model import LlamaShape, random_llama, save_checkpoint
+from gpu_jobs.job_context import quiet_progress_bars
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix
 from inference_bounds import MatmulRates, decode_flops, flops_per_user, matmul_rates, prefill_flops  # beside this script
 
@@ -176,7 +177,7 @@ def prompt_lengths(checkpoint: Path, prompts: list[str]) -> list[int]:
 
 
 def in_fresh_process(function, *args):
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=quiet_progress_bars) as pool:
         return pool.submit(function, *args).result()
 
 
@@ -244,6 +245,7 @@ def print_row(m: Measurement, reference: Measurement | None, precision: str, flo
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    quiet_progress_bars()
     threads = args.threads or available_cores()
     batch_sizes, chain_counts = integers(args.batch_sizes), integers(args.chains)
     # The reference first in every configuration: the others' rows show their speed-up over it.

@@ -48,8 +48,17 @@ def _plain(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return plain
 
 
+def quiet_progress_bars() -> None:
+    """transformers draws a progress bar for every checkpoint it loads or saves: in a job's log (and
+    so in the Dagster UI) they are noise between the job's own progress lines."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 @contextmanager
 def job_context() -> Iterator[PipesContext | ConsoleContext]:
+    quiet_progress_bars()
     if PipesEnvVarParamsLoader().is_dagster_pipes_process():
         with open_dagster_pipes() as pipes:
             yield pipes

@@ -60,7 +60,7 @@ class LikelihoodScorer:
             out = self.model(input_ids=prompt, use_cache=True)
             first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
             scores = [
-                self._score_batch(out.past_key_values, first, item_ids[start : start + CANDIDATE_BATCH])
+                self._score_batch(out.cache, first, item_ids[start : start + CANDIDATE_BATCH])
                 for start in range(0, len(item_ids), CANDIDATE_BATCH)
             ]
         return np.concatenate(scores)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from itertools import chain
+from itertools import accumulate, chain
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +120,8 @@ _NEEDS_CART = {"own_cart", "similar_users_intent", "similar_to_cart"}
 # Users whose examples are built, checked and written at a time: memory stays flat however large the
 # marketplace (at 1M users the whole dataset as one frame of rows did not fit in 24 GB).
 USERS_PER_CHUNK = 50_000
+# Examples per chunk whose summed token lengths are confirmed by tokenizing them whole.
+VERIFIED_PER_CHUNK = 2_000
 
 
 class Builder:
@@ -179,8 +181,11 @@ class Builder:
             self._row(split, cutoff, user, *self._fit_by_sums(frame, histories.get(user, []), targets.get(user, []), reserve), power.get(user))
             for user, frame in zip(users, frames)
         ]
-        # The sums are checked against whole texts in one batch; where they were off, fit text by text.
-        off = self._count_whole(rows)
+        # The sums are checked against whole texts: a seeded sample of the chunk, and the whole chunk where
+        # the sample finds a sum that is off (a tokenizer whose lengths do not add up); those are fitted text by text.
+        off = self._count_whole(rows, self._verification_sample(len(rows)))
+        if off:
+            off = sorted(set(off) | set(self._count_whole(rows)))  # the sample's rows hold whole counts already
         for index in off:
             user = rows[index]["user_id"]
             fitted = self._fit_text_by_text(user, histories.get(user, []), targets.get(user, []), power.get(user), reserve)
@@ -233,8 +238,15 @@ class Builder:
 
     def _fit_by_sums(self, frame_tokens: int, history: list[int], target: list, target_reserve: int):
         """The fit measured by token sums: the frame's tokens plus the ids' and separators'."""
+        separator = self.lengths.separator
+        # with_separators[k]: the first k ids, each followed by a separator (the last one is not).
+        with_separators = [0, *accumulate(tokens + separator for tokens in self.lengths.id_tokens(history))]
         return self._fit(
-            history, target, target_reserve, lambda h: frame_tokens + self.lengths.of_ids(h), lambda items: self.lengths.of_ids(items) + 1
+            history,
+            target,
+            target_reserve,
+            lambda h: frame_tokens + (with_separators[len(h)] - separator if h else 0),
+            lambda items: self.lengths.of_ids(items) + 1,
         )
 
     def _fit_text_by_text(self, user: int, history: list[int], target: list, purchasing_power, target_reserve: int):
@@ -245,12 +257,21 @@ class Builder:
 
         return self._fit(history, target, target_reserve, prompt_tokens, self._target_tokens)
 
-    def _count_whole(self, rows: list[dict]) -> list[int]:
-        """Sets each row's lengths from its whole prompt and target; returns the rows whose earlier lengths differed."""
-        prompt_tokens = self.lengths.exact([generation_prefix(row["prompt"]) for row in rows])
-        target_tokens = [n + 1 if n else 0 for n in self.lengths.exact([row["target"] for row in rows])]
+    def _verification_sample(self, rows: int) -> list[int]:
+        """Which rows of a chunk are recounted whole: counting every text again was a third of the layer's time."""
+        if rows <= VERIFIED_PER_CHUNK:
+            return list(range(rows))
+        return sorted(np.random.default_rng(self.spec.seed).choice(rows, size=VERIFIED_PER_CHUNK, replace=False).tolist())
+
+    def _count_whole(self, rows: list[dict], indices: Sequence[int] | None = None) -> list[int]:
+        """Sets the lengths of the rows at ``indices`` (all by default) from their whole prompt and target;
+        returns the indices whose earlier lengths differed."""
+        indices = range(len(rows)) if indices is None else indices
+        counted = [rows[index] for index in indices]
+        prompt_tokens = self.lengths.exact([generation_prefix(row["prompt"]) for row in counted])
+        target_tokens = [n + 1 if n else 0 for n in self.lengths.exact([row["target"] for row in counted])]
         off = []
-        for index, (row, prompt, target) in enumerate(zip(rows, prompt_tokens, target_tokens)):
+        for index, row, prompt, target in zip(indices, counted, prompt_tokens, target_tokens):
             if (row["prompt_tokens"], row["target_tokens"]) != (prompt, target):
                 off.append(index)
             row["prompt_tokens"], row["target_tokens"] = prompt, target
