@@ -330,7 +330,8 @@ def test_token_sums_fit_exactly_what_counting_whole_texts_fits(option):
 def test_examples_do_not_depend_on_how_many_users_are_built_at_a_time(tmp_path):
     """The asset builds a chunk of users at a time (flat memory at 1M users); the chunks must add up
     to the one-frame dataset, in the files too."""
-    from recsys_assets.llm_data.dataset import SPLITS, Builder, SplitFiles, one_frame
+    from recsys_assets.llm_data.dataset import SPLITS, Builder, one_frame
+    from recsys_assets.llm_data.dataset_files import SplitFiles
 
     market, dates = _mixed_length_market()
     spec = DatasetSpec({"next_purchases": 1.0}, train_windows=2, max_seq_len=120)

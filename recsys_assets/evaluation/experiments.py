@@ -29,7 +29,8 @@ from recsys_assets.evaluation.metrics import TrainingStats, evaluate
 from recsys_assets.evaluation.tables import EXPERIMENTS, append_results
 from recsys_assets.keys import EXPERIMENT_STUDIES, ID_TOKENIZER
 from recsys_assets.llm_data.assets import CANDIDATE_DEPS, FEATURE_DEPS, PromptDatasetConfig, load_market_data
-from recsys_assets.llm_data.dataset import Builder, MarketData, SplitFiles, reserved_target_tokens
+from recsys_assets.llm_data.dataset import Builder, MarketData, reserved_target_tokens
+from recsys_assets.llm_data.dataset_files import SplitFiles
 from recsys_assets.llm_data.token_lengths import TokenLengths
 from recsys_assets.llm_data.targets import PRESETS
 from recsys_assets.model.assets import FineTuneConfig

@@ -13,7 +13,8 @@ from gpu_jobs.model_folder import publish
 from gpu_jobs.prompt_format import format_item_ids, generation_prefix
 from recsys_assets.keys import FCT_PURCHASES, ID_TOKENIZER, ITEM_FEATURES, PROMPT_DATASET
 from recsys_assets.llm_data.checks import DatasetChecks, dataset_check_specs, round_trip_check, tokenizer_check_specs
-from recsys_assets.llm_data.dataset import SPLITS, Builder, DatasetSpec, DatasetSummary, MarketData, SplitFiles
+from recsys_assets.llm_data.dataset import SPLITS, Builder, DatasetSpec, MarketData
+from recsys_assets.llm_data.dataset_files import DatasetSummary, SplitFiles
 from recsys_assets.llm_data.history import histories_before
 from recsys_assets.llm_data.prompts import build_prompt
 from recsys_assets.llm_data.targets import ranked_lists, resolve_shares
