@@ -6,8 +6,8 @@
 For every scale a fresh process generates a synthetic marketplace (items scaled with users)
 into a scratch landing folder and materializes the real code location's assets on a fresh
 RECSYS_HOME, layer after layer, with the default settings: ingest, dbt features, candidates,
-id tokenizer, prompt dataset, training, engine build, and generation for one user-range shard
-of --sample-users users. Two layers are cut short, and their full cost is extrapolated (and
+id tokenizer, prompt dataset, the candidate pool's item models, training, engine build, and
+generation for one user-range shard of --sample-users users. Two layers are cut short, and their full cost is extrapolated (and
 labelled so):
 
 - training stops after --train-steps optimizer steps; the full run's steps follow from the
@@ -35,7 +35,8 @@ sys.path.insert(0, str(PROJECT))
 
 from measure import emit, load_average, marketplace_spec, run_scale, scale_parser, timed  # noqa: E402  (benchmarks/ beside this script)
 
-LAYERS = ("ingest", "dbt features", "candidates", "id tokenizer", "prompt dataset", "training", "engine build", "generation")
+LAYERS = ("ingest", "dbt features", "candidates", "id tokenizer", "prompt dataset", "pool item models", "training", "engine build",
+          "generation")  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -109,6 +110,8 @@ class Graph:
                              lambda: (self.metadata(keys.ID_TOKENIZER)["vocab_size"], "vocabulary")),
             "prompt dataset": (lambda: self.materialize(dg.AssetSelection.assets(keys.PROMPT_DATASET)),
                                lambda: (self.metadata(keys.PROMPT_DATASET)["dagster/row_count"], "examples")),
+            "pool item models": (lambda: self.materialize(dg.AssetSelection.assets(keys.POOL_ITEM_MODELS)),
+                                 lambda: (self.metadata(keys.POOL_ITEM_MODELS)["neighbour_pairs"], "neighbour pairs")),
             "training": (self.train, lambda: (self.metadata(keys.FINE_TUNED_MODEL)["steps"], "steps run")),
             "engine build": (lambda: self.materialize(dg.AssetSelection.assets(keys.INFERENCE_ENGINE)),
                              lambda: (self.metadata(keys.INFERENCE_ENGINE)["size_mb"], "MB engine")),

@@ -36,7 +36,9 @@ class GenerationSettings(dg.ConfigurableResource):
     agreement order, generated items only."""
     pool_sources: list[str] = ["own_frequency", "item_to_item", "global_popularity"]
     """Baseline recommenders whose top items form each user's candidate pool for the likelihood ranking: the
-    user's own purchases, items co-purchased with them, and the popular items (for cold-start users)."""
+    user's own purchases, items co-purchased with them, and the popular items (for cold-start users). These
+    three are all there is: their item models are fitted once (llm_data/pool_item_models), so a shard reads
+    only its users' purchases."""
     pool_items_per_source: int = 100
     """Items each pool source brings per user (before duplicates across sources merge)."""
     include_bought: bool | None = None

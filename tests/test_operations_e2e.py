@@ -262,7 +262,7 @@ def test_backfill_of_days_materializes_every_partition_once(dagster):
 
 def test_shard_sensor_registers_shards_and_a_backfill_fills_every_one_once(dagster):
     start_sensor(dagster, PLATFORM, "user_shard_sensor")
-    shards = wait_for("user shards", lambda: dagster.instance.get_dynamic_partitions("user_shards"), timeout=90)
+    shards = wait_for("user shards", lambda: dagster.instance.get_dynamic_partitions("user_shards"))
     assert len(shards) > 1
 
     partitions = {"ranges": [{"start": shards[0], "end": shards[-1]}]}
@@ -278,7 +278,7 @@ def test_shard_sensor_registers_shards_and_a_backfill_fills_every_one_once(dagst
 def test_landing_sensor_ingests_exactly_a_new_day(dagster):
     drop_day(dagster.landing, date.fromisoformat(NEW_DAY))
     start_sensor(dagster, PLATFORM, "landing_sensor")
-    [run] = wait_for("the landing sensor's run", lambda: runs_with_tag(dagster, "dagster/sensor_name", "landing_sensor"), timeout=90)
+    [run] = wait_for("the landing sensor's run", lambda: runs_with_tag(dagster, "dagster/sensor_name", "landing_sensor"))
     assert run["tags"]["dagster/partition"] == NEW_DAY
     wait_for("the new day's ingest", lambda: runs_with_tag(dagster, "dagster/partition", NEW_DAY)[0]["status"] in ("SUCCESS", "FAILURE"))
     assert runs_with_tag(dagster, "dagster/partition", NEW_DAY)[0]["status"] == "SUCCESS"

@@ -118,7 +118,7 @@ def test_the_real_ingest_loads_every_row_and_quarantines_none(written, tmp_path,
 def test_without_end_day_the_source_dates_stay_and_the_sample_follows_the_seed(tmp_path):
     first = public_data.write_landing("completejourney", tmp_path / "a", max_users=15, seed=1, months=1)
     again = public_data.write_landing("completejourney", tmp_path / "b", max_users=15, seed=1, months=1)
-    other = public_data.write_landing("completejourney", tmp_path / "c", max_users=15, seed=2, months=1)
+    public_data.write_landing("completejourney", tmp_path / "c", max_users=15, seed=2, months=1)
     assert first["last_day"] == "2018-01-01" and first["first_day"] == "2017-12-02"
     users = {name: set(pd.read_parquet(tmp_path / name / "users.parquet")["user_id"]) for name in "abc"}
     assert users["a"] == users["b"] != users["c"]

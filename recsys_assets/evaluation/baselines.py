@@ -191,11 +191,30 @@ def score_users(inputs: BaselineInputs, space: ItemSpace, item_weights, n: int, 
     return pd.concat(blocks, ignore_index=True)
 
 
+@dataclass(frozen=True)
+class ItemModels:
+    """What the popularity and item-to-item baselines learn from the training purchases alone:
+    fitted once, it ranks items for any users' histories (the product's candidate pool fits it once
+    over every purchase, instead of in every shard)."""
+
+    popularity: pd.Series  # distinct buyers per item, most popular first
+    similarity: sp.csr_matrix  # item-to-item cosine over ItemSpace.of(popularity), top neighbours per item
+
+    @property
+    def space(self) -> ItemSpace:
+        return ItemSpace.of(self.popularity)
+
+
+def fit_item_models(training: pd.DataFrame, neighbours: int) -> ItemModels:
+    """From ``user_id, item_id`` purchases (repeats and timestamps change nothing here)."""
+    ranking = popularity(training)
+    return ItemModels(ranking, item_to_item_similarity(bought_matrix(training, ItemSpace.of(ranking)), neighbours))
+
+
 def item_to_item(inputs: BaselineInputs, n: int, neighbours: int, half_life_days: float) -> pd.DataFrame:
     """Items co-purchased with what the user bought (cosine item-item neighbourhoods)."""
-    space = ItemSpace.of(popularity(inputs.training))
-    similarity = item_to_item_similarity(bought_matrix(inputs.training, space), neighbours)
-    return score_users(inputs, space, similarity, n, half_life_days)
+    models = fit_item_models(inputs.training, neighbours)
+    return score_users(inputs, models.space, models.similarity, n, half_life_days)
 
 
 def ease(inputs: BaselineInputs, n: int, l2: float, max_items: int, half_life_days: float) -> pd.DataFrame:

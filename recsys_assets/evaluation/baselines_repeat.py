@@ -17,18 +17,18 @@ from sklearn.preprocessing import normalize
 from recsys_assets.evaluation.baselines import USER_BLOCK, BaselineInputs, ItemSpace, popularity, rank_by_scores, score_users
 
 
-def history_item_space(inputs: BaselineInputs) -> ItemSpace:
-    """Training items by popularity, then the items only the histories hold (by id)."""
-    ranking = popularity(inputs.training)
+def history_item_space(inputs: BaselineInputs, ranking: pd.Series | None = None) -> ItemSpace:
+    """Training items by popularity (``ranking``, when already known), then the items only the histories hold (by id)."""
+    ranking = popularity(inputs.training) if ranking is None else ranking
     history_only = np.setdiff1d(inputs.histories["item_id"].unique(), ranking.index.to_numpy())
     return ItemSpace.of(pd.concat([ranking, pd.Series(0, index=np.sort(history_only))]))
 
 
-def own_frequency(inputs: BaselineInputs, n: int, half_life_days: float | None) -> pd.DataFrame:
+def own_frequency(inputs: BaselineInputs, n: int, half_life_days: float | None, ranking: pd.Series | None = None) -> pd.DataFrame:
     """What the user bought most often, each purchase weighted 0.5 ** (age / half-life)
     (plain counts when ``half_life_days`` is None); ties and the rest of the list by
-    popularity."""
-    space = history_item_space(inputs)
+    popularity (``ranking``: the training popularity, when fitted already)."""
+    space = history_item_space(inputs, ranking)
     half_life = np.inf if half_life_days is None else half_life_days  # 0.5 ** 0 = 1 for every purchase
     identity = sp.identity(len(space.item_ids), dtype=np.float32, format="csr")
     return score_users(inputs, space, identity, n, half_life)

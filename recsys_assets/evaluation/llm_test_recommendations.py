@@ -18,6 +18,7 @@ from recsys_assets.evaluation.promotion import SERVING, promoted_engine_or_none
 from recsys_assets.evaluation.tables import LLM, LLM_CHAINS, RECOMMENDATIONS, delete_recommendations, write_recommendations
 from recsys_assets.keys import INFERENCE_ENGINE, LLM_TEST_RECOMMENDATIONS, PROMPT_DATASET
 from recsys_assets.serving.checks import recommendation_check_specs, recommendation_checks
+from recsys_assets.serving.candidate_pool import fit_pool_item_models
 from recsys_assets.serving.generation_inputs import catalog_and_bought, dataset_manifest, generation_pool, load_prompts, repeat_policy
 from recsys_assets.serving.generation_job import generate_for, generation_metadata
 from resources.artifacts import ArtifactStore, latest_metadata
@@ -64,7 +65,7 @@ def llm_test_recommendations(
     def what_baselines_see():
         with warehouse.get_connection() as conn:
             inputs = load_baseline_inputs(conn, splits.dates(conn))
-        return dataclasses.replace(inputs, users=test["user_id"].sort_values().to_numpy())
+        return fit_pool_item_models(inputs.training), dataclasses.replace(inputs, users=test["user_id"].sort_values().to_numpy())
 
     pool = generation_pool(context, generation, what_baselines_see, None if keep_bought else bought)
     challenger = latest_metadata(context.instance, INFERENCE_ENGINE)

@@ -1,4 +1,5 @@
-"""LLM data layer: the id tokenizer and the prompt dataset, versioned in the artifact store."""
+"""LLM data layer: the id tokenizer and the prompt dataset, versioned in the artifact store (the layer's third
+asset, the candidate pool's item models, is in pool_item_models.py)."""
 
 import hashlib
 import json
@@ -16,6 +17,7 @@ from recsys_assets.llm_data.checks import DatasetChecks, dataset_check_specs, ro
 from recsys_assets.llm_data.dataset import SPLITS, Builder, DatasetSpec, MarketData
 from recsys_assets.llm_data.dataset_files import DatasetSummary, SplitFiles
 from recsys_assets.llm_data.history import histories_before
+from recsys_assets.llm_data.pool_item_models import pool_item_models
 from recsys_assets.llm_data.prompts import build_prompt
 from recsys_assets.llm_data.targets import ranked_lists, resolve_shares
 from recsys_assets.llm_data.token_lengths import TokenLengths
@@ -302,4 +304,4 @@ def prompt_dataset(
     )
 
 
-llm_data_assets = [id_tokenizer, prompt_dataset]
+llm_data_assets = [id_tokenizer, prompt_dataset, pool_item_models]

@@ -14,13 +14,21 @@ import pandas as pd
 from partitions import user_shards
 from partitions.user_shards import shard_range
 from recsys_assets.evaluation.promotion import FALLBACK_VERSION, promoted_engine_or_none
-from recsys_assets.keys import FCT_PURCHASES, MODEL_PROMOTION, PROMPT_DATASET, USER_RECOMMENDATIONS, USER_RECOMMENDATIONS_TABLE
-from recsys_assets.serving.candidate_pool import serving_inputs
+from recsys_assets.keys import (
+    FCT_PURCHASES,
+    FCT_PURCHASES_TABLE,
+    MODEL_PROMOTION,
+    POOL_ITEM_MODELS,
+    PROMPT_DATASET,
+    USER_RECOMMENDATIONS,
+    USER_RECOMMENDATIONS_TABLE,
+)
+from recsys_assets.serving.candidate_pool import load_item_models, serving_inputs
 from recsys_assets.serving.checks import recommendation_check_specs, recommendation_checks
 from recsys_assets.serving.generation_inputs import catalog_and_bought, generation_pool, load_prompts, repeat_policy
 from recsys_assets.serving.generation_job import generate_for, generation_metadata
 from recsys_assets.serving.shard_writer import replace_shard_rows
-from resources.artifacts import ArtifactStore
+from resources.artifacts import ArtifactStore, latest_artifact
 from resources.generation import GenerationSettings
 from resources.gpu_jobs import GpuJobRunner
 from resources.warehouse import Warehouse
@@ -58,9 +66,10 @@ def popularity_fallback(conn, user_ids: pd.Series, bought: pd.DataFrame, max_ite
 @dg.asset(
     key=USER_RECOMMENDATIONS,
     check_specs=recommendation_check_specs(USER_RECOMMENDATIONS),
-    # Every shard reads all days of purchases (to leave out what its users already bought).
-    # The promoted engine, never an unchecked one (recsys_assets/evaluation/promotion.py).
-    deps=[MODEL_PROMOTION, PROMPT_DATASET, dg.AssetDep(FCT_PURCHASES, partition_mapping=dg.AllPartitionMapping())],
+    # Every shard reads all days of its users' purchases (to leave out what they already bought),
+    # and the pool's item models fitted once on everyone's. The promoted engine, never an
+    # unchecked one (recsys_assets/evaluation/promotion.py).
+    deps=[MODEL_PROMOTION, PROMPT_DATASET, POOL_ITEM_MODELS, dg.AssetDep(FCT_PURCHASES, partition_mapping=dg.AllPartitionMapping())],
     partitions_def=user_shards,
     # One run per shard: a backfill of N shards is N GPU jobs (N pods, N GPUs in production).
     # No warehouse pool: it would serialize hours of generation; the short final write waits
@@ -97,12 +106,15 @@ def user_recommendations(
             recommendations = popularity_fallback(conn, prompts["user_id"], bought, generation.max_items, keep_bought)
         job = {"model_version": FALLBACK_VERSION, "backend": "none", "users": len(prompts)}
     else:
-        def every_purchase():
+        def shard_purchases():
             with warehouse.get_connection() as conn:
-                purchases = conn.execute("SELECT user_id, item_id, ts FROM staging.fct_purchases ORDER BY user_id, ts, item_id").df()
-            return serving_inputs(purchases, prompts["user_id"])
+                purchases = conn.execute(
+                    f"SELECT user_id, item_id, ts FROM {FCT_PURCHASES_TABLE} WHERE {shard.sql_filter()} ORDER BY user_id, ts, item_id"
+                ).df()
+            models = load_item_models(latest_artifact(context.instance, POOL_ITEM_MODELS))
+            return models, serving_inputs(purchases, prompts["user_id"])
 
-        pool = generation_pool(context, generation, every_purchase, None if keep_bought else bought)
+        pool = generation_pool(context, generation, shard_purchases, None if keep_bought else bought)
         run_name = f"shard-{context.partition_key}"
         recommendations, job = generate_for(
             context, engine, prompts, bought, catalog, pool, run_name, generation, keep_bought, gpu_jobs, artifacts

@@ -47,13 +47,14 @@ def catalog_and_bought(warehouse: Warehouse, users_filter: str) -> tuple[pd.Data
 def generation_pool(
     context: dg.AssetExecutionContext, generation: GenerationSettings, load_inputs, excluded: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """The candidate pool from ``load_inputs()`` (read only when the likelihood ranking needs it), topped up
-    with popular items to max_items servable ones (``excluded``: what the repeat policy never serves)."""
+    """The candidate pool from ``load_inputs()`` (item models and the users' histories, read only when the
+    likelihood ranking needs them), topped up with popular items to max_items servable ones (``excluded``:
+    what the repeat policy never serves)."""
     if generation.ranking != "likelihood":
         return pd.DataFrame(columns=["user_id", "item_id", "source"])
-    inputs = load_inputs()
+    models, inputs = load_inputs()
     started = time.perf_counter()
-    pool = candidate_pool(inputs, generation.pool_sources, generation.pool_items_per_source, generation.max_items, excluded)
+    pool = candidate_pool(models, inputs, generation.pool_sources, generation.pool_items_per_source, generation.max_items, excluded)
     users = max(len(inputs.users), 1)
     context.log.info(f"Candidate pool: {len(pool) / users:.0f} items per user from {', '.join(generation.pool_sources)} "
                      f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
