@@ -7,8 +7,8 @@ For every scale a fresh process generates a synthetic marketplace (items scaled 
 into a scratch landing folder and materializes the real code location's assets on a fresh
 RECSYS_HOME, layer after layer, with the default settings: ingest, dbt features, candidates,
 id tokenizer, prompt dataset, the candidate pool's item models, training, engine build, and
-generation for one user-range shard of --sample-users users. Two layers are cut short, and their full cost is extrapolated (and
-labelled so):
+generation for one user-range shard of --sample-users users. Two layers are cut short, and
+their full cost is extrapolated (and labelled so):
 
 - training stops after --train-steps optimizer steps; the full run's steps follow from the
   training examples (the prompt dataset samples at most ``train_users`` users), batch size and
@@ -35,8 +35,9 @@ sys.path.insert(0, str(PROJECT))
 
 from measure import emit, load_average, marketplace_spec, run_scale, scale_parser, timed  # noqa: E402  (benchmarks/ beside this script)
 
-LAYERS = ("ingest", "dbt features", "candidates", "id tokenizer", "prompt dataset", "pool item models", "training", "engine build",
-          "generation")  # fmt: skip
+LAYERS = (
+    "ingest", "dbt features", "candidates", "id tokenizer", "prompt dataset", "pool item models", "training", "engine build", "generation",
+)  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -13,7 +13,6 @@ says truly where an item came from.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
 from pathlib import Path
 
 import pandas as pd
